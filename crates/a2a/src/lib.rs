@@ -1,0 +1,3 @@
+//! Agent-to-agent traffic: the A2A proxy pipeline, the message queue and delegations.
+//!
+//! Built on `molecule-domain` and `molecule-store`; the server passes in whatever else it needs.

@@ -1,0 +1,160 @@
+//! The two backends behind one handle, and the macro that runs one query on either.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, SqliteConnection, SqlitePool, Transaction};
+
+use crate::{ConnectError, DatabaseUrl};
+
+/// Something that exists once per backend: a pool, a transaction, a connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Db<P, S> {
+    Postgres(P),
+    Sqlite(S),
+}
+
+/// A pool of either backend.
+pub(crate) type Pool = Db<PgPool, SqlitePool>;
+
+/// A transaction of either backend.
+pub(crate) type Tx = Db<Transaction<'static, Postgres>, Transaction<'static, sqlx::Sqlite>>;
+
+impl Pool {
+    /// The pool as an executor for [`db_query!`].
+    pub(crate) fn exec(&self) -> Db<&PgPool, &SqlitePool> {
+        match self {
+            Db::Postgres(p) => Db::Postgres(p),
+            Db::Sqlite(p) => Db::Sqlite(p),
+        }
+    }
+
+    /// Starts a transaction. SQLite transactions take the write lock at once (`BEGIN
+    /// IMMEDIATE`), so two of them never deadlock upgrading a read lock.
+    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Postgres(p) => Db::Postgres(p.begin().await?),
+            Db::Sqlite(p) => Db::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+}
+
+impl Tx {
+    /// The transaction as an executor for [`db_query!`].
+    pub(crate) fn exec(&mut self) -> Db<&mut PgConnection, &mut SqliteConnection> {
+        match self {
+            Db::Postgres(t) => Db::Postgres(&mut **t),
+            Db::Sqlite(t) => Db::Sqlite(&mut **t),
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Postgres(t) => t.commit().await,
+            Db::Sqlite(t) => t.commit().await,
+        }
+    }
+}
+
+/// The text of one query, the same for both dialects or written once for each.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql {
+    postgres: Cow<'static, str>,
+    sqlite: Cow<'static, str>,
+}
+
+impl Sql {
+    /// A query both dialects understand as written.
+    pub(crate) const fn same(sql: &'static str) -> Self {
+        Self {
+            postgres: Cow::Borrowed(sql),
+            sqlite: Cow::Borrowed(sql),
+        }
+    }
+
+    /// A query written once per dialect.
+    pub(crate) const fn split(postgres: &'static str, sqlite: &'static str) -> Self {
+        Self {
+            postgres: Cow::Borrowed(postgres),
+            sqlite: Cow::Borrowed(sqlite),
+        }
+    }
+
+    /// Both texts with `from` replaced by `to` (for lists built from domain constants).
+    pub(crate) fn replace(&self, from: &str, to: &str) -> Self {
+        Self {
+            postgres: Cow::Owned(self.postgres.replace(from, to)),
+            sqlite: Cow::Owned(self.sqlite.replace(from, to)),
+        }
+    }
+
+    pub(crate) fn postgres(&self) -> &str {
+        &self.postgres
+    }
+
+    pub(crate) fn sqlite(&self) -> &str {
+        &self.sqlite
+    }
+}
+
+/// Runs one sqlx query on whichever backend an executor (from `Pool::exec` or `Tx::exec`)
+/// holds, with the same binds: `db_query!(exec, query_as::<Row>, sql, a, b; fetch_one)`.
+/// Every bound value must encode for both backends (see `types`).
+macro_rules! db_query {
+    // `execute` answers the number of rows affected, the same type on both backends.
+    ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; execute) => {{
+        let sql: &$crate::db::Sql = &$sql;
+        match $exec {
+            $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
+                $(.bind($arg))* .execute(e).await.map(|r| r.rows_affected()),
+            $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
+                $(.bind($arg))* .execute(e).await.map(|r| r.rows_affected()),
+        }
+    }};
+    ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; $method:ident) => {{
+        let sql: &$crate::db::Sql = &$sql;
+        match $exec {
+            $crate::db::Db::Postgres(e) => {
+                sqlx::$kind $(::<_, $T>)? (sql.postgres()) $(.bind($arg))* .$method(e).await
+            }
+            $crate::db::Db::Sqlite(e) => {
+                sqlx::$kind $(::<_, $T>)? (sql.sqlite()) $(.bind($arg))* .$method(e).await
+            }
+        }
+    }};
+}
+
+/// Opens a pool for the URL. Fails fast (10 s) when a PostgreSQL server does not answer.
+pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Pool, ConnectError> {
+    let target = url.to_string();
+    let fail = |source| ConnectError::Connect {
+        target: target.clone(),
+        source,
+    };
+    match url {
+        DatabaseUrl::Postgres(options) => PgPoolOptions::new()
+            .max_connections(20)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map(Db::Postgres)
+            .map_err(fail),
+        DatabaseUrl::Sqlite(options) => {
+            let options = options
+                .clone()
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map(Db::Sqlite)
+                .map_err(fail)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Errors of the store.
+
+use molecule_domain::IllegalTransition;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `DATABASE_URL` is not a PostgreSQL or SQLite URL, or is malformed.
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(String),
+    /// The SQLite data directory cannot be created or written.
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The database did not accept a connection.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// The database, without credentials.
+        target: String,
+        /// The underlying error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query run while connecting failed.
+    #[error("database error while connecting: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Why a repository operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The workspace does not exist.
+    #[error("workspace not found")]
+    NotFound,
+    /// The named parent workspace does not exist (or is removed).
+    #[error("parent workspace not found")]
+    ParentNotFound,
+    /// The new parent would make the workspace its own ancestor.
+    #[error("parent_id would create a cycle")]
+    ParentCycle,
+    /// The transition table refuses the status change from the current status.
+    #[error(transparent)]
+    IllegalTransition(#[from] IllegalTransition),
+    /// The caller asked for the transition only from certain statuses, and the workspace is
+    /// in another one.
+    #[error("workspace is {current}")]
+    UnexpectedStatus {
+        /// The status it is in.
+        current: molecule_domain::WorkspaceStatus,
+    },
+    /// A stored value is not what the domain allows (e.g. an unknown status string).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The operating system refused random bytes for a token.
+    #[error("no randomness available: {0}")]
+    Random(String),
+    /// Any other database error. Its text is for logs, never for response bodies.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}

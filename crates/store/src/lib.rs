@@ -1,0 +1,75 @@
+//! Persistence for molecule-rs: one repository API over PostgreSQL and SQLite.
+//!
+//! [`Store::connect`] opens the database a [`DatabaseUrl`] names, applies the embedded migrations
+//! of the top-level `migrations/` folder and hands out repositories: [`Workspaces`] and
+//! [`WorkspaceTokens`]. Every query is written once per dialect where the dialects differ, and
+//! bound and decoded through the same code for both, so the two backends cannot drift apart;
+//! the conformance suite in `tests/` runs every repository test against both.
+
+#[macro_use]
+mod db;
+mod error;
+mod migrate;
+mod tokens;
+mod types;
+mod url;
+mod workspaces;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ConnectError, StoreError};
+pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens};
+pub use url::{Backend, DatabaseUrl};
+pub use workspaces::{NewWorkspace, Transition, Workspace, WorkspaceUpdate, Workspaces};
+
+use db::Db;
+
+/// A handle on the database: cheap to clone, shared by every repository.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db<sqlx::PgPool, sqlx::SqlitePool>,
+}
+
+impl Store {
+    /// Connects to the database, creating a SQLite file (and its directory) if missing, and
+    /// applies the migrations.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, ConnectError> {
+        let db = db::connect(url).await?;
+        migrate::run(&db).await?;
+        Ok(Self { db })
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.db {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let one: i32 = db_query!(self.db.exec(), query_scalar::<i32>, db::Sql::same("SELECT 1"); fetch_one)?;
+        debug_assert_eq!(one, 1);
+        Ok(())
+    }
+
+    /// The workspaces repository.
+    pub fn workspaces(&self) -> Workspaces<'_> {
+        Workspaces::new(&self.db)
+    }
+
+    /// The workspace auth tokens repository.
+    pub fn tokens(&self) -> WorkspaceTokens<'_> {
+        WorkspaceTokens::new(&self.db)
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The store conformance suite: every test runs against SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use molecule_domain::{
+    DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus,
+};
+use molecule_store::testing::TestStore;
+use molecule_store::{Backend, NewWorkspace, PlainToken, StoreError, Transition, WorkspaceUpdate};
+
+/// Declares each listed `async fn(TestStore)` as two tests, `<name>::sqlite` and
+/// `<name>::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(super::TestStore::of(super::Backend::Sqlite).await).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(super::TestStore::of(super::Backend::Postgres).await).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    create_then_get_round_trips_every_field,
+    create_defaults,
+    create_with_missing_or_removed_parent_is_refused,
+    list_hides_removed_and_orders_by_creation,
+    update_applies_all_changes_together,
+    update_refuses_cycles_and_writes_nothing,
+    update_of_missing_or_removed_is_not_found,
+    transition_follows_the_table,
+    transition_guard_and_missing_workspace,
+    concurrent_transitions_serialise,
+    tokens_issue_validate_list_revoke,
+    tokens_of_removed_workspaces_are_dead,
+    migrations_are_idempotent_on_reopen,
+);
+
+async fn create_then_get_round_trips_every_field(s: TestStore) {
+    let parent = s.workspaces().create(NewWorkspace::named("lead")).await.unwrap();
+    let new = NewWorkspace {
+        name: "Researcher — Zoë".into(),
+        role: Some("reads papers".into()),
+        tier: Tier::Standard,
+        runtime: Runtime::new("claude-code").unwrap(),
+        parent_id: Some(parent.id),
+        workspace_dir: Some("/srv/work".into()),
+        workspace_access: WorkspaceAccess::ReadOnly,
+        delivery_mode: DeliveryMode::Poll,
+        budget_limit: Some(12_345),
+        max_concurrent_tasks: 3,
+        hibernation_idle_minutes: Some(30),
+    };
+    let created = s.workspaces().create(new).await.unwrap();
+    assert_eq!(created.status, WorkspaceStatus::Provisioning);
+    assert_eq!(created.name, "Researcher — Zoë");
+    assert_eq!(created.role.as_deref(), Some("reads papers"));
+    assert_eq!(created.tier, 2);
+    assert_eq!(created.runtime, "claude-code");
+    assert_eq!(created.parent_id, Some(parent.id));
+    assert_eq!(created.workspace_dir.as_deref(), Some("/srv/work"));
+    assert_eq!(created.workspace_access, WorkspaceAccess::ReadOnly);
+    assert_eq!(created.delivery_mode, DeliveryMode::Poll);
+    assert_eq!(created.budget_limit, Some(12_345));
+    assert_eq!(created.max_concurrent_tasks, 3);
+    assert_eq!(created.hibernation_idle_minutes, Some(30));
+    assert_eq!(
+        created.awareness_namespace,
+        Some(format!("workspace:{}", created.id))
+    );
+    assert_eq!(created.created_at, created.updated_at);
+    let fetched = s.workspaces().get(created.id).await.unwrap().unwrap();
+    assert_eq!(fetched, created);
+}
+
+async fn create_defaults(s: TestStore) {
+    let mut new = NewWorkspace::named("solo");
+    new.role = Some(String::new());
+    new.max_concurrent_tasks = 0;
+    let ws = s.workspaces().create(new).await.unwrap();
+    assert_eq!(ws.role, None, "an empty role is stored as NULL");
+    assert_eq!(ws.max_concurrent_tasks, 1);
+    assert_eq!(ws.tier, Tier::DEFAULT.number());
+    assert_eq!(ws.runtime, Runtime::DEFAULT);
+    assert_eq!(ws.delivery_mode, DeliveryMode::Push);
+    assert_eq!(ws.workspace_access, WorkspaceAccess::None);
+    assert_eq!(ws.monthly_spend, 0);
+    assert_eq!(ws.url, None);
+    assert!(s.workspaces().get(WorkspaceId::new()).await.unwrap().is_none());
+}
+
+async fn create_with_missing_or_removed_parent_is_refused(s: TestStore) {
+    let mut new = NewWorkspace::named("orphan");
+    new.parent_id = Some(WorkspaceId::new());
+    let err = s.workspaces().create(new.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::ParentNotFound), "{err}");
+
+    let gone = s.workspaces().create(NewWorkspace::named("gone")).await.unwrap();
+    s.workspaces()
+        .transition(gone.id, WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    new.parent_id = Some(gone.id);
+    let err = s.workspaces().create(new).await.unwrap_err();
+    assert!(matches!(err, StoreError::ParentNotFound), "{err}");
+    // Nothing half-written: only the removed parent exists.
+    assert!(s.workspaces().list().await.unwrap().is_empty());
+}
+
+async fn list_hides_removed_and_orders_by_creation(s: TestStore) {
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        ids.push(s.workspaces().create(NewWorkspace::named(name)).await.unwrap().id);
+    }
+    s.workspaces()
+        .transition(ids[1], WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    let listed: Vec<_> = s
+        .workspaces()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(listed, ["a", "c"]);
+    // A removed workspace can still be read by id (GET answers 410 for it).
+    let removed = s.workspaces().get(ids[1]).await.unwrap().unwrap();
+    assert_eq!(removed.status, WorkspaceStatus::Removed);
+}
+
+async fn update_applies_all_changes_together(s: TestStore) {
+    let parent = s.workspaces().create(NewWorkspace::named("p")).await.unwrap();
+    let mut new = NewWorkspace::named("child");
+    new.role = Some("old".into());
+    new.budget_limit = Some(5);
+    let ws = s.workspaces().create(new).await.unwrap();
+    let updated = s
+        .workspaces()
+        .update(
+            ws.id,
+            WorkspaceUpdate {
+                name: Some("renamed".into()),
+                role: Some(None),
+                tier: Some(Tier::FullAccess),
+                runtime: Some(Runtime::new("hermes").unwrap()),
+                parent_id: Some(Some(parent.id)),
+                workspace_dir: Some(Some("/data".into())),
+                workspace_access: Some(WorkspaceAccess::ReadWrite),
+                delivery_mode: Some(DeliveryMode::Poll),
+                budget_limit: Some(None),
+                max_concurrent_tasks: Some(4),
+                hibernation_idle_minutes: Some(Some(15)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(updated.role, None);
+    assert_eq!(updated.tier, 4);
+    assert_eq!(updated.runtime, "hermes");
+    assert_eq!(updated.parent_id, Some(parent.id));
+    assert_eq!(updated.workspace_dir.as_deref(), Some("/data"));
+    assert_eq!(updated.workspace_access, WorkspaceAccess::ReadWrite);
+    assert_eq!(updated.delivery_mode, DeliveryMode::Poll);
+    assert_eq!(updated.budget_limit, None);
+    assert_eq!(updated.max_concurrent_tasks, 4);
+    assert_eq!(updated.hibernation_idle_minutes, Some(15));
+    assert!(updated.updated_at >= ws.updated_at);
+    assert_eq!(s.workspaces().get(ws.id).await.unwrap().unwrap(), updated);
+
+    // An empty update changes nothing but the clock.
+    let same = s
+        .workspaces()
+        .update(ws.id, WorkspaceUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(same.name, "renamed");
+    // Making it a root again.
+    let root = s
+        .workspaces()
+        .update(
+            ws.id,
+            WorkspaceUpdate {
+                parent_id: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(root.parent_id, None);
+}
+
+async fn update_refuses_cycles_and_writes_nothing(s: TestStore) {
+    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
+    let mut nb = NewWorkspace::named("b");
+    nb.parent_id = Some(a.id);
+    let b = s.workspaces().create(nb).await.unwrap();
+    let mut nc = NewWorkspace::named("c");
+    nc.parent_id = Some(b.id);
+    let c = s.workspaces().create(nc).await.unwrap();
+
+    for (target, parent) in [(a.id, a.id), (a.id, c.id), (a.id, b.id), (b.id, c.id)] {
+        let err = s
+            .workspaces()
+            .update(
+                target,
+                WorkspaceUpdate {
+                    name: Some("should not stick".into()),
+                    parent_id: Some(Some(parent)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ParentCycle), "{err}");
+    }
+    let err = s
+        .workspaces()
+        .update(
+            c.id,
+            WorkspaceUpdate {
+                name: Some("should not stick".into()),
+                parent_id: Some(Some(WorkspaceId::new())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ParentNotFound), "{err}");
+    for (ws, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        let now = s.workspaces().get(ws.id).await.unwrap().unwrap();
+        assert_eq!(now.name, name);
+        assert_eq!(now.parent_id, ws.parent_id);
+    }
+}
+
+async fn update_of_missing_or_removed_is_not_found(s: TestStore) {
+    let err = s
+        .workspaces()
+        .update(WorkspaceId::new(), WorkspaceUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err}");
+    let ws = s.workspaces().create(NewWorkspace::named("x")).await.unwrap();
+    s.workspaces()
+        .transition(ws.id, WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    let err = s
+        .workspaces()
+        .update(ws.id, WorkspaceUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err}");
+}
+
+async fn transition_follows_the_table(s: TestStore) {
+    use WorkspaceStatus::*;
+    let ws = s.workspaces().create(NewWorkspace::named("w")).await.unwrap();
+    let w = s.workspaces();
+    assert_eq!(
+        w.transition(ws.id, Online, None).await.unwrap(),
+        Transition {
+            from: Provisioning,
+            to: Online
+        }
+    );
+    // Every status of the enum is writable (the reference lost writes of two of them).
+    for to in [Degraded, Offline, Provisioning, AwaitingAgent, Paused, AwaitingAgent, Online, Hibernating, Hibernated] {
+        w.transition(ws.id, to, None).await.unwrap();
+        assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, to);
+    }
+    let err = w.transition(ws.id, Online, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition(_)), "{err}");
+    assert_eq!(err.to_string(), "a workspace cannot go from hibernated to online");
+    assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, Hibernated);
+    w.transition(ws.id, Provisioning, None).await.unwrap();
+    w.transition(ws.id, Failed, None).await.unwrap();
+    w.transition(ws.id, Removed, None).await.unwrap();
+    for to in WorkspaceStatus::ALL {
+        let err = w.transition(ws.id, *to, None).await.unwrap_err();
+        assert!(matches!(err, StoreError::IllegalTransition(_)), "{err}");
+    }
+    assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, Removed);
+}
+
+async fn transition_guard_and_missing_workspace(s: TestStore) {
+    use WorkspaceStatus::*;
+    let w = s.workspaces();
+    let err = w.transition(WorkspaceId::new(), Online, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err}");
+    let ws = w.create(NewWorkspace::named("g")).await.unwrap();
+    // A heartbeat only revives offline workspaces: provisioning is not in its guard.
+    let err = w
+        .transition(ws.id, Online, Some(&[Offline]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnexpectedStatus { current: Provisioning }),
+        "{err}"
+    );
+    assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, Provisioning);
+    w.transition(ws.id, Online, Some(&[Provisioning, Offline]))
+        .await
+        .unwrap();
+}
+
+async fn concurrent_transitions_serialise(s: TestStore) {
+    use WorkspaceStatus::*;
+    let ws = s.workspaces().create(NewWorkspace::named("race")).await.unwrap();
+    s.workspaces().transition(ws.id, Online, None).await.unwrap();
+    // Eight callers race to claim online -> hibernating; exactly one may win, because the
+    // claim is only allowed from online/degraded and the winner moves it away from there.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = (*s).clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .workspaces()
+                .transition(ws.id, Hibernating, Some(&[Online, Degraded]))
+                .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(tr) => {
+                assert_eq!(tr.from, Online);
+                won += 1;
+            }
+            Err(StoreError::UnexpectedStatus { current: Hibernating }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+async fn tokens_issue_validate_list_revoke(s: TestStore) {
+    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
+    let b = s.workspaces().create(NewWorkspace::named("b")).await.unwrap();
+    let t = s.tokens();
+    let first = t.issue(a.id).await.unwrap();
+    let second = t.issue(a.id).await.unwrap();
+    let other = t.issue(b.id).await.unwrap();
+    assert_eq!(first.token.expose().len(), 43);
+    assert_ne!(first.token, second.token);
+
+    assert!(t.validate(a.id, &first.token).await.unwrap());
+    assert!(!t.validate(b.id, &first.token).await.unwrap(), "bound to its workspace");
+    assert!(!t.validate(a.id, &other.token).await.unwrap());
+    assert!(!t.validate(a.id, &PlainToken::new("x".repeat(43))).await.unwrap());
+    assert_eq!(t.workspace_of(&other.token).await.unwrap(), Some(b.id));
+
+    let listed = t.list(a.id, 50, 0).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, second.id, "newest first");
+    assert_eq!(listed[0].prefix, &second.token.expose()[..8]);
+    assert!(listed[1].last_used_at.is_some(), "validation bumps last_used_at");
+    assert_eq!(t.list(a.id, 1, 1).await.unwrap()[0].id, first.id);
+    assert_eq!(t.count_live(a.id).await.unwrap(), 2);
+
+    assert!(t.revoke(a.id, first.id).await.unwrap());
+    assert!(!t.revoke(a.id, first.id).await.unwrap(), "already revoked");
+    assert!(!t.revoke(b.id, second.id).await.unwrap(), "not b's token");
+    assert!(!t.validate(a.id, &first.token).await.unwrap());
+    assert!(t.validate(a.id, &second.token).await.unwrap());
+    assert_eq!(t.revoke_all(a.id).await.unwrap(), 1);
+    assert_eq!(t.count_live(a.id).await.unwrap(), 0);
+    assert!(t.validate(b.id, &other.token).await.unwrap(), "b is untouched");
+}
+
+async fn tokens_of_removed_workspaces_are_dead(s: TestStore) {
+    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
+    let issued = s.tokens().issue(a.id).await.unwrap();
+    s.workspaces()
+        .transition(a.id, WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    assert!(!s.tokens().validate(a.id, &issued.token).await.unwrap());
+    assert_eq!(s.tokens().workspace_of(&issued.token).await.unwrap(), None);
+}
+
+async fn migrations_are_idempotent_on_reopen(s: TestStore) {
+    let ws = s.workspaces().create(NewWorkspace::named("kept")).await.unwrap();
+    let url = molecule_store::DatabaseUrl::parse(s.url()).unwrap();
+    let again = molecule_store::Store::connect(&url).await.unwrap();
+    assert_eq!(again.workspaces().get(ws.id).await.unwrap().unwrap().name, "kept");
+    again.ping().await.unwrap();
+    assert_eq!(again.backend(), s.backend());
+    again.close().await;
+}

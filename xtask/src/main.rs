@@ -1,1 +1,23 @@
-fn main() {}
+//! Project automation for molecule-rs. Run as `cargo xtask <task>`:
+//!
+//! - `ci`: the one gate: formatting, clippy (warnings are errors), the crate-boundary check,
+//!   cargo-deny, and every test (nextest) against SQLite and a throwaway PostgreSQL cluster.
+//! - `boundaries`: only the crate-boundary check.
+
+mod boundaries;
+mod ci;
+
+use anyhow::bail;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
+        Some("boundaries") => boundaries::run(),
+        Some("help" | "--help" | "-h") | None => {
+            println!("usage: cargo xtask <ci|boundaries>");
+            Ok(())
+        }
+        Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),
+    }
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgConnection, PgPool, Postgres, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{ConnectError, DatabaseUrl};
 
@@ -126,31 +126,42 @@ macro_rules! db_query {
     }};
 }
 
-/// Opens a pool for the URL. Fails fast (10 s) when a PostgreSQL server does not answer.
+/// How long one connection attempt may take at start-up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pool for the URL. A PostgreSQL server is tried once first, so that a refused or
+/// unresolvable address fails at once and an unanswering one within `CONNECT_TIMEOUT`.
 pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Pool, ConnectError> {
     let target = url.to_string();
-    let fail = |source| ConnectError::Connect {
+    let fail = |error| ConnectError::Connect {
         target: target.clone(),
-        source,
+        error,
     };
     match url {
-        DatabaseUrl::Postgres(options) => PgPoolOptions::new()
-            .max_connections(20)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await
-            .map(Db::Postgres)
-            .map_err(fail),
+        DatabaseUrl::Postgres(options) => {
+            let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options))
+                .await
+                .map_err(|_| fail(sqlx::Error::PoolTimedOut))?
+                .map_err(fail)?;
+            let _ = probe.close().await;
+            PgPoolOptions::new()
+                .max_connections(20)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options.clone())
+                .await
+                .map(Db::Postgres)
+                .map_err(fail)
+        }
         DatabaseUrl::Sqlite(options) => {
             let options = options
                 .clone()
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(CONNECT_TIMEOUT);
             SqlitePoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(options)
                 .await
                 .map(Db::Sqlite)

@@ -9,27 +9,41 @@ pub enum ConnectError {
     #[error("invalid DATABASE_URL: {0}")]
     InvalidUrl(String),
     /// The SQLite data directory cannot be created or written.
-    #[error("data directory {path} is not usable: {source}")]
+    #[error("data directory {path} is not usable: {error}")]
     DataDir {
         /// The directory.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The database did not accept a connection.
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target}: {error}")]
     Connect {
         /// The database, without credentials.
         target: String,
         /// The underlying error.
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
     /// A migration failed.
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     /// A query run while connecting failed.
     #[error("database error while connecting: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+// Written out rather than `#[from]`, which would also make the inner error the `source` and
+// print it twice in an error chain; the message already carries it.
+impl From<sqlx::migrate::MigrateError> for ConnectError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        ConnectError::Migrate(e)
+    }
+}
+
+impl From<sqlx::Error> for ConnectError {
+    fn from(e: sqlx::Error) -> Self {
+        ConnectError::Database(e)
+    }
 }
 
 /// Why a repository operation failed.

@@ -120,9 +120,9 @@ fn describe(e: &sqlx::Error) -> String {
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), ConnectError> {
-    let fail = |source| ConnectError::DataDir {
+    let fail = |error| ConnectError::DataDir {
         path: dir.display().to_string(),
-        source,
+        error,
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     // Prove the directory is writable now, rather than failing on the first write later.

@@ -1,0 +1,42 @@
+//! The molecule-rs control plane: configuration, HTTP routes and the server's run loop.
+//!
+//! [`run`] opens the store, binds the listener and serves [`app::router`] until SIGTERM or
+//! Ctrl-C, then drains in-flight requests.
+
+pub mod app;
+pub mod config;
+pub mod logging;
+mod routes;
+mod shutdown;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use molecule_store::{DatabaseUrl, Store};
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::config::Config;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the server until a shutdown signal, with everything set up from `config`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let url = DatabaseUrl::resolve(config.database_url.as_deref(), &config.data_dir)
+        .context("cannot open the database")?;
+    tracing::info!(database = %url, "opening the database");
+    let store = Store::connect(&url)
+        .await
+        .context("cannot open the database")?;
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("cannot read the listening address")?;
+    tracing::info!("listening on http://{local}");
+    let state = AppState::new(store.clone());
+    let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;
+    store.close().await;
+    result
+}

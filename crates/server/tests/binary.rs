@@ -1,0 +1,264 @@
+//! The `molecule-server` binary, run as a real process: start-up on the defaults, graceful
+//! shutdown, and a clear error with a non-zero exit for each kind of bad configuration.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a start-up may take before the test gives up (a bound, not a synchronisation).
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A running server process, killed on drop.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    base: String,
+}
+
+/// A command for the binary in `cwd` with no inherited configuration.
+fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_molecule-server"));
+    cmd.current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env_remove("MOLECULE_DATA_DIR")
+        .env_remove("MOLECULE_HOST")
+        .env_remove("PORT")
+        .env_remove("MOLECULE_LOG_FORMAT")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn spawn(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd.spawn().expect("spawn molecule-server");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+impl Server {
+    /// Starts the server and waits for its "listening on" line.
+    fn start(cmd: Command) -> Server {
+        let (child, lines) = spawn(cmd);
+        let mut server = Server {
+            child,
+            lines,
+            log: Vec::new(),
+            base: String::new(),
+        };
+        let deadline = std::time::Instant::now() + STARTUP;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match server.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(i) = line.find("listening on http://") {
+                        server.base = line[i + "listening on ".len()..].trim().to_owned();
+                        server.log.push(line);
+                        return server;
+                    }
+                    server.log.push(line);
+                }
+                Err(_) => panic!("server did not start; log:\n{}", server.log.join("\n")),
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and the rest of the log.
+    fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        let mut log = std::mem::take(&mut self.log);
+        log.extend(self.lines.try_iter());
+        (status, log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn run_failing(mut cmd: Command) -> String {
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run molecule-server");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected failure, got success:\n{stderr}");
+    stderr
+}
+
+fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    })
+}
+
+#[test]
+fn starts_on_the_sqlite_default_serves_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(server.base.starts_with("http://127.0.0.1:"), "{}", server.base);
+    assert!(
+        dir.path().join("data/molecule.db").is_file(),
+        "the default database is ./data/molecule.db"
+    );
+
+    let (status, body) = get_json(&server.url("/health"));
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+
+    let (status, body) = get_json(&server.url("/buildinfo"));
+    assert_eq!(status, 200);
+    let sha = body["git_sha"].as_str().unwrap();
+    assert!(
+        sha == "unknown" || (sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{sha}"
+    );
+
+    let (status, body) = get_json(&server.url("/no/such/route"));
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not found");
+
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "exit {exit:?}; log:\n{}", log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("shutdown signal received")), "{log:?}");
+}
+
+#[test]
+fn json_logs_and_a_dotenv_file_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "# settings\nexport MOLECULE_DATA_DIR=state-from-dotenv\nMOLECULE_LOG_FORMAT=json\n",
+    )
+    .unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(dir.path().join("state-from-dotenv/molecule.db").is_file());
+    let line = server.log.last().unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert!(parsed["fields"]["message"].as_str().unwrap().contains("listening on"));
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn environment_wins_over_dotenv_and_flags_win_over_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "MOLECULE_DATA_DIR=from-dotenv\n").unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_DATA_DIR", "from-env").args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(dir.path().join("from-env/molecule.db").is_file());
+    assert!(!dir.path().join("from-dotenv").exists());
+    drop(server);
+
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_DATA_DIR", "from-env")
+        .args(["--port", "0", "--data-dir", "from-flag"]);
+    let server = Server::start(cmd);
+    assert!(dir.path().join("from-flag/molecule.db").is_file());
+    drop(server);
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_molecule-server"))
+        .arg("--help")
+        .env("DATABASE_URL", "postgres://u:hunter2@h/db")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for item in [
+        "--database-url",
+        "DATABASE_URL",
+        "--data-dir",
+        "MOLECULE_DATA_DIR",
+        "--host",
+        "--port",
+        "PORT",
+        "--log-format",
+    ] {
+        assert!(help.contains(item), "--help lacks {item}:\n{help}");
+    }
+    assert!(!help.contains("hunter2"), "--help shows the database password");
+}
+
+#[test]
+fn an_unparsable_database_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", "mysql://root:hunter2@localhost/db");
+    let err = run_failing(cmd);
+    assert!(err.contains("invalid DATABASE_URL"), "{err}");
+    assert!(!err.contains("hunter2"), "the password reached the log: {err}");
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: bound and released just now.
+    let port = molecule_testkit::free_port().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env(
+        "DATABASE_URL",
+        format!("postgres://u:hunter2@127.0.0.1:{port}/molecule"),
+    );
+    let err = run_failing(cmd);
+    assert!(err.contains("cannot connect to PostgreSQL at 127.0.0.1"), "{err}");
+    assert!(!err.contains("hunter2"), "the password reached the log: {err}");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", &port]);
+    let err = run_failing(cmd);
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn an_unwritable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path below a regular file can never be created, even by root.
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--data-dir", "file/data"]);
+    let err = run_failing(cmd);
+    assert!(err.contains("data directory file/data is not usable"), "{err}");
+}

@@ -1,0 +1,135 @@
+//! `cargo xtask ci`: the one gate every change passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use molecule_testkit::PgCluster;
+
+/// Runs every step in order and stops at the first failure, naming it.
+pub fn run() -> anyhow::Result<()> {
+    let root = workspace_root()?;
+    step("formatting", || {
+        cargo(&root, &["fmt", "--all", "--", "--check"])
+    })?;
+    step("clippy", || {
+        cargo(
+            &root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )
+    })?;
+    step("crate boundaries", crate::boundaries::run)?;
+    step("cargo deny", || deny(&root))?;
+    step("tests", || tests(&root))?;
+    println!("\ncargo xtask ci: all steps passed");
+    Ok(())
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
+}
+
+fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    println!("\n==> {name}");
+    f().with_context(|| format!("ci step `{name}` failed"))
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    run_in(root, Command::new(cargo_bin()).args(args))
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run_in(root: &Path, cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} exited with {status}");
+    }
+    Ok(())
+}
+
+/// Whether `cargo <sub> --version` works.
+fn has_subcommand(sub: &str) -> bool {
+    Command::new(cargo_bin())
+        .args([sub, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs a cargo subcommand from crates.io if it is missing.
+fn ensure_installed(root: &Path, sub: &str, krate: &str) -> anyhow::Result<()> {
+    if has_subcommand(sub) {
+        return Ok(());
+    }
+    println!("{krate} is not installed: installing it from crates.io");
+    cargo(root, &["install", "--locked", krate])
+}
+
+/// cargo-deny: bans, licenses and sources always; advisories when the advisory database can
+/// be fetched (this machine may have no route to it), saying so when it cannot.
+fn deny(root: &Path) -> anyhow::Result<()> {
+    ensure_installed(root, "deny", "cargo-deny")?;
+    cargo(root, &["deny", "check", "bans", "licenses", "sources"])?;
+    let fetched = Command::new(cargo_bin())
+        .args(["deny", "fetch", "db"])
+        .current_dir(root)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if fetched {
+        cargo(root, &["deny", "check", "advisories"])
+    } else {
+        println!(
+            "cargo deny: the advisory database could not be fetched (no network route to it): \
+             advisories NOT checked in this run"
+        );
+        Ok(())
+    }
+}
+
+/// Every test of the workspace with nextest. PostgreSQL comes from `TEST_DATABASE_URL` if set;
+/// otherwise one throwaway cluster is started for the whole run and removed afterwards.
+fn tests(root: &Path) -> anyhow::Result<()> {
+    ensure_installed(root, "nextest", "cargo-nextest")?;
+    let cluster;
+    let database_url = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            cluster = PgCluster::start().context("cannot start PostgreSQL for the tests")?;
+            println!("PostgreSQL for the tests: throwaway cluster on port {}", cluster.port());
+            cluster.url()
+        }
+    };
+    run_in(
+        root,
+        Command::new(cargo_bin())
+            .args([
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--locked",
+                "--profile",
+                "ci",
+            ])
+            .env("TEST_DATABASE_URL", database_url),
+    )
+}

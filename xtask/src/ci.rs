@@ -113,7 +113,10 @@ fn tests(root: &Path) -> anyhow::Result<()> {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
             cluster = PgCluster::start().context("cannot start PostgreSQL for the tests")?;
-            println!("PostgreSQL for the tests: throwaway cluster on port {}", cluster.port());
+            println!(
+                "PostgreSQL for the tests: throwaway cluster on port {}",
+                cluster.port()
+            );
             cluster.url()
         }
     };

@@ -14,6 +14,8 @@ wire_enum! {
     }
 }
 
+// `wire_enum!` fixes the derive list, so the default is written out.
+#[allow(clippy::derivable_impls)]
 impl Default for WorkspaceAccess {
     fn default() -> Self {
         WorkspaceAccess::None
@@ -33,7 +35,10 @@ mod tests {
 
     #[test]
     fn wire_strings() {
-        assert_eq!("read_only".parse::<WorkspaceAccess>(), Ok(WorkspaceAccess::ReadOnly));
+        assert_eq!(
+            "read_only".parse::<WorkspaceAccess>(),
+            Ok(WorkspaceAccess::ReadOnly)
+        );
         assert!("readonly".parse::<WorkspaceAccess>().is_err());
         assert!(WorkspaceAccess::ReadWrite.needs_directory());
         assert!(!WorkspaceAccess::default().needs_directory());

@@ -12,6 +12,8 @@ wire_enum! {
     }
 }
 
+// `wire_enum!` fixes the derive list, so the default is written out.
+#[allow(clippy::derivable_impls)]
 impl Default for DeliveryMode {
     fn default() -> Self {
         DeliveryMode::Push

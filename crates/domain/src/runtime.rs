@@ -131,7 +131,10 @@ mod tests {
     fn bad_names_are_refused() {
         assert_eq!(Runtime::new(""), Err(InvalidRuntime::Empty));
         assert_eq!(Runtime::new("a".repeat(101)), Err(InvalidRuntime::TooLong));
-        assert_eq!(Runtime::new("Claude"), Err(InvalidRuntime::InvalidCharacters));
+        assert_eq!(
+            Runtime::new("Claude"),
+            Err(InvalidRuntime::InvalidCharacters)
+        );
         assert_eq!(Runtime::new("a\nb"), Err(InvalidRuntime::InvalidCharacters));
         assert!(serde_json::from_str::<Runtime>("\"../x\"").is_err());
     }

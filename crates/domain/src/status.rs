@@ -148,7 +148,14 @@ mod tests {
 
     #[test]
     fn unknown_and_miscased_strings_are_errors() {
-        for bad in ["", "Online", "ONLINE", "deleted", "awaiting-agent", " online"] {
+        for bad in [
+            "",
+            "Online",
+            "ONLINE",
+            "deleted",
+            "awaiting-agent",
+            " online",
+        ] {
             assert!(bad.parse::<WorkspaceStatus>().is_err(), "{bad:?} parsed");
             assert!(serde_json::from_str::<WorkspaceStatus>(&format!("{bad:?}")).is_err());
         }
@@ -184,7 +191,15 @@ mod tests {
     #[test]
     fn the_lifecycle_paths_are_allowed() {
         let paths: &[&[WorkspaceStatus]] = &[
-            &[Provisioning, Online, Degraded, Online, Offline, Provisioning, Online],
+            &[
+                Provisioning,
+                Online,
+                Degraded,
+                Online,
+                Offline,
+                Provisioning,
+                Online,
+            ],
             &[Provisioning, Failed, Provisioning, Online],
             &[Provisioning, AwaitingAgent, Online, AwaitingAgent, Online],
             &[Online, Paused, Provisioning, Online],
@@ -216,6 +231,9 @@ mod tests {
     #[test]
     fn illegal_transition_names_both_ends() {
         let err = Removed.check_transition(Online).unwrap_err();
-        assert_eq!(err.to_string(), "a workspace cannot go from removed to online");
+        assert_eq!(
+            err.to_string(),
+            "a workspace cannot go from removed to online"
+        );
     }
 }

@@ -99,7 +99,10 @@ mod tests {
             role(&"x".repeat(1001)).unwrap_err().to_string(),
             "role must be at most 1000 characters"
         );
-        assert_eq!(name("  ").unwrap_err().to_string(), "name must not be empty");
+        assert_eq!(
+            name("  ").unwrap_err().to_string(),
+            "name must not be empty"
+        );
     }
 
     #[test]

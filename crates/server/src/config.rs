@@ -17,7 +17,11 @@ pub enum LogFormat {
 /// The server's configuration. A `.env` file in the working directory (or a parent) is read
 /// first; variables already in the environment win over it, and flags win over both.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "molecule-server", version, about = "The molecule-rs control plane")]
+#[command(
+    name = "molecule-server",
+    version,
+    about = "The molecule-rs control plane"
+)]
 pub struct Config {
     /// Database: postgres://… or sqlite:… (unset: the SQLite file molecule.db in the data
     /// directory).

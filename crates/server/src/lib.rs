@@ -33,7 +33,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr().context("cannot read the listening address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     tracing::info!("listening on http://{local}");
     let state = AppState::new(store.clone());
     let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;

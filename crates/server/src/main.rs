@@ -11,13 +11,16 @@ fn main() -> ExitCode {
     let dotenv = dotenvy::dotenv();
     let config = Config::parse();
     molecule_server::logging::init(config.log_format);
-    if let Err(e) = &dotenv {
-        if !e.not_found() {
-            tracing::error!("cannot read .env: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = &dotenv
+        && !e.not_found()
+    {
+        tracing::error!("cannot read .env: {e}");
+        return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");

@@ -83,7 +83,13 @@ impl Server {
     /// Sends SIGTERM and waits for the exit; returns the status and the rest of the log.
     fn terminate(mut self) -> (ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = self.child.wait().unwrap();
         let mut log = std::mem::take(&mut self.log);
         log.extend(self.lines.try_iter());
@@ -105,7 +111,10 @@ fn run_failing(mut cmd: Command) -> String {
         .output()
         .expect("run molecule-server");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "expected failure, got success:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{stderr}"
+    );
     stderr
 }
 
@@ -127,7 +136,11 @@ fn starts_on_the_sqlite_default_serves_health_and_stops_on_sigterm() {
     let mut cmd = command(dir.path());
     cmd.args(["--port", "0"]);
     let server = Server::start(cmd);
-    assert!(server.base.starts_with("http://127.0.0.1:"), "{}", server.base);
+    assert!(
+        server.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.base
+    );
     assert!(
         dir.path().join("data/molecule.db").is_file(),
         "the default database is ./data/molecule.db"
@@ -151,7 +164,10 @@ fn starts_on_the_sqlite_default_serves_health_and_stops_on_sigterm() {
 
     let (exit, log) = server.terminate();
     assert!(exit.success(), "exit {exit:?}; log:\n{}", log.join("\n"));
-    assert!(log.iter().any(|l| l.contains("shutdown signal received")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("shutdown signal received")),
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -168,7 +184,12 @@ fn json_logs_and_a_dotenv_file_are_honoured() {
     assert!(dir.path().join("state-from-dotenv/molecule.db").is_file());
     let line = server.log.last().unwrap();
     let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
-    assert!(parsed["fields"]["message"].as_str().unwrap().contains("listening on"));
+    assert!(
+        parsed["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("listening on")
+    );
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
@@ -178,7 +199,8 @@ fn environment_wins_over_dotenv_and_flags_win_over_environment() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "MOLECULE_DATA_DIR=from-dotenv\n").unwrap();
     let mut cmd = command(dir.path());
-    cmd.env("MOLECULE_DATA_DIR", "from-env").args(["--port", "0"]);
+    cmd.env("MOLECULE_DATA_DIR", "from-env")
+        .args(["--port", "0"]);
     let server = Server::start(cmd);
     assert!(dir.path().join("from-env/molecule.db").is_file());
     assert!(!dir.path().join("from-dotenv").exists());
@@ -213,7 +235,10 @@ fn help_lists_every_setting() {
     ] {
         assert!(help.contains(item), "--help lacks {item}:\n{help}");
     }
-    assert!(!help.contains("hunter2"), "--help shows the database password");
+    assert!(
+        !help.contains("hunter2"),
+        "--help shows the database password"
+    );
 }
 
 #[test]
@@ -223,7 +248,10 @@ fn an_unparsable_database_url_is_a_clear_error() {
     cmd.env("DATABASE_URL", "mysql://root:hunter2@localhost/db");
     let err = run_failing(cmd);
     assert!(err.contains("invalid DATABASE_URL"), "{err}");
-    assert!(!err.contains("hunter2"), "the password reached the log: {err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the password reached the log: {err}"
+    );
 }
 
 #[test]
@@ -237,8 +265,14 @@ fn an_unreachable_postgres_is_a_clear_error() {
         format!("postgres://u:hunter2@127.0.0.1:{port}/molecule"),
     );
     let err = run_failing(cmd);
-    assert!(err.contains("cannot connect to PostgreSQL at 127.0.0.1"), "{err}");
-    assert!(!err.contains("hunter2"), "the password reached the log: {err}");
+    assert!(
+        err.contains("cannot connect to PostgreSQL at 127.0.0.1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password reached the log: {err}"
+    );
 }
 
 #[test]
@@ -249,7 +283,10 @@ fn a_port_in_use_is_a_clear_error() {
     let mut cmd = command(dir.path());
     cmd.args(["--port", &port]);
     let err = run_failing(cmd);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -260,5 +297,8 @@ fn an_unwritable_data_dir_is_a_clear_error() {
     let mut cmd = command(dir.path());
     cmd.args(["--data-dir", "file/data"]);
     let err = run_failing(cmd);
-    assert!(err.contains("data directory file/data is not usable"), "{err}");
+    assert!(
+        err.contains("data directory file/data is not usable"),
+        "{err}"
+    );
 }

@@ -50,7 +50,8 @@ impl Store {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let one: i32 = db_query!(self.db.exec(), query_scalar::<i32>, db::Sql::same("SELECT 1"); fetch_one)?;
+        let one: i32 =
+            db_query!(self.db.exec(), query_scalar::<i32>, db::Sql::same("SELECT 1"); fetch_one)?;
         debug_assert_eq!(one, 1);
         Ok(())
     }

@@ -5,6 +5,9 @@
 //! `TEST_DATABASE_URL`, or, when that is unset, on a throwaway cluster started from the
 //! machine's PostgreSQL binaries and shared by the tests of this process.
 
+// Test support: a database that cannot be had fails the test that asked for it.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -111,10 +114,10 @@ fn database_url(server_url: &str, name: &str) -> String {
 static CLUSTER: Mutex<Weak<PgCluster>> = Mutex::new(Weak::new());
 
 fn postgres_server() -> (String, Guard) {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        if !url.trim().is_empty() {
-            return (url, Guard::None);
-        }
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.trim().is_empty()
+    {
+        return (url, Guard::None);
     }
     let mut slot = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = match slot.upgrade() {

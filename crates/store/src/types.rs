@@ -49,7 +49,10 @@ impl DbTime {
     /// exactly as it was written on both backends.
     pub(crate) fn now() -> Self {
         let now = OffsetDateTime::now_utc();
-        DbTime(now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now))
+        DbTime(
+            now.replace_nanosecond(now.microsecond() * 1000)
+                .unwrap_or(now),
+        )
     }
 
     fn to_sqlite_text(self) -> String {
@@ -94,10 +97,7 @@ impl Type<Sqlite> for DbUuid {
 }
 
 impl<'q> Encode<'q, Sqlite> for DbUuid {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         <String as Encode<Sqlite>>::encode(self.0.hyphenated().to_string(), buf)
     }
 }
@@ -136,10 +136,7 @@ impl Type<Sqlite> for DbTime {
 }
 
 impl<'q> Encode<'q, Sqlite> for DbTime {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         <String as Encode<Sqlite>>::encode(self.to_sqlite_text(), buf)
     }
 }
@@ -175,7 +172,9 @@ impl<'r> Decode<'r, Postgres> for DbStatus {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         Ok(DbStatus(WorkspaceStatus::from_str(<&str as Decode<
             Postgres,
-        >>::decode(value)?)?))
+        >>::decode(
+            value
+        )?)?))
     }
 }
 
@@ -186,10 +185,7 @@ impl Type<Sqlite> for DbStatus {
 }
 
 impl<'q> Encode<'q, Sqlite> for DbStatus {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         <&str as Encode<Sqlite>>::encode(self.0.as_str(), buf)
     }
 }
@@ -198,7 +194,9 @@ impl<'r> Decode<'r, Sqlite> for DbStatus {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
         Ok(DbStatus(WorkspaceStatus::from_str(<&str as Decode<
             Sqlite,
-        >>::decode(value)?)?))
+        >>::decode(
+            value
+        )?)?))
     }
 }
 
@@ -235,10 +233,7 @@ impl<T: WireEnum> Type<Sqlite> for DbText<T> {
 }
 
 impl<'q, T: WireEnum> Encode<'q, Sqlite> for DbText<T> {
-    fn encode_by_ref(
-        &self,
-        buf: &mut Vec<SqliteArgumentValue<'q>>,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
         <&str as Encode<Sqlite>>::encode(self.0.wire_str(), buf)
     }
 }

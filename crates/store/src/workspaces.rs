@@ -1,9 +1,7 @@
 //! The workspaces repository: create, read, list, update in one transaction, and the guarded
 //! status transition.
 
-use molecule_domain::{
-    DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus,
-};
+use molecule_domain::{DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
 use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -260,10 +258,10 @@ impl<'a> Workspaces<'a> {
         let id = WorkspaceId::new();
         let now = DbTime::now();
         let mut tx = self.db.begin().await?;
-        if let Some(parent) = new.parent_id {
-            if !is_live(&mut tx, parent).await? {
-                return Err(StoreError::ParentNotFound);
-            }
+        if let Some(parent) = new.parent_id
+            && !is_live(&mut tx, parent).await?
+        {
+            return Err(StoreError::ParentNotFound);
         }
         let insert = Sql::same(
             "INSERT INTO workspaces (id, name, role, tier, status, runtime, parent_id, \
@@ -290,7 +288,9 @@ impl<'a> Workspaces<'a> {
             now;
             execute
         )?;
-        let row = select_one(&mut tx, id, false).await?.ok_or(StoreError::NotFound)?;
+        let row = select_one(&mut tx, id, false)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(row)
     }
@@ -364,7 +364,9 @@ impl<'a> Workspaces<'a> {
             now;
             execute
         )?;
-        let row = select_one(&mut tx, id, false).await?.ok_or(StoreError::NotFound)?;
+        let row = select_one(&mut tx, id, false)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
         Ok(row)
     }
@@ -383,10 +385,10 @@ impl<'a> Workspaces<'a> {
             .await?
             .ok_or(StoreError::NotFound)?
             .status;
-        if let Some(expected) = expect {
-            if !expected.contains(&from) {
-                return Err(StoreError::UnexpectedStatus { current: from });
-            }
+        if let Some(expected) = expect
+            && !expected.contains(&from)
+        {
+            return Err(StoreError::UnexpectedStatus { current: from });
         }
         from.check_transition(to)?;
         let update = Sql::same("UPDATE workspaces SET status = $2, updated_at = $3 WHERE id = $1");

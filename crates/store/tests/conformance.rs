@@ -1,9 +1,7 @@
 //! The store conformance suite: every test runs against SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use molecule_domain::{
-    DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus,
-};
+use molecule_domain::{DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
 use molecule_store::testing::TestStore;
 use molecule_store::{Backend, NewWorkspace, PlainToken, StoreError, Transition, WorkspaceUpdate};
 
@@ -44,7 +42,11 @@ on_both_backends!(
 );
 
 async fn create_then_get_round_trips_every_field(s: TestStore) {
-    let parent = s.workspaces().create(NewWorkspace::named("lead")).await.unwrap();
+    let parent = s
+        .workspaces()
+        .create(NewWorkspace::named("lead"))
+        .await
+        .unwrap();
     let new = NewWorkspace {
         name: "Researcher — Zoë".into(),
         role: Some("reads papers".into()),
@@ -93,7 +95,13 @@ async fn create_defaults(s: TestStore) {
     assert_eq!(ws.workspace_access, WorkspaceAccess::None);
     assert_eq!(ws.monthly_spend, 0);
     assert_eq!(ws.url, None);
-    assert!(s.workspaces().get(WorkspaceId::new()).await.unwrap().is_none());
+    assert!(
+        s.workspaces()
+            .get(WorkspaceId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn create_with_missing_or_removed_parent_is_refused(s: TestStore) {
@@ -102,7 +110,11 @@ async fn create_with_missing_or_removed_parent_is_refused(s: TestStore) {
     let err = s.workspaces().create(new.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::ParentNotFound), "{err}");
 
-    let gone = s.workspaces().create(NewWorkspace::named("gone")).await.unwrap();
+    let gone = s
+        .workspaces()
+        .create(NewWorkspace::named("gone"))
+        .await
+        .unwrap();
     s.workspaces()
         .transition(gone.id, WorkspaceStatus::Removed, None)
         .await
@@ -117,7 +129,13 @@ async fn create_with_missing_or_removed_parent_is_refused(s: TestStore) {
 async fn list_hides_removed_and_orders_by_creation(s: TestStore) {
     let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
-        ids.push(s.workspaces().create(NewWorkspace::named(name)).await.unwrap().id);
+        ids.push(
+            s.workspaces()
+                .create(NewWorkspace::named(name))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     s.workspaces()
         .transition(ids[1], WorkspaceStatus::Removed, None)
@@ -138,7 +156,11 @@ async fn list_hides_removed_and_orders_by_creation(s: TestStore) {
 }
 
 async fn update_applies_all_changes_together(s: TestStore) {
-    let parent = s.workspaces().create(NewWorkspace::named("p")).await.unwrap();
+    let parent = s
+        .workspaces()
+        .create(NewWorkspace::named("p"))
+        .await
+        .unwrap();
     let mut new = NewWorkspace::named("child");
     new.role = Some("old".into());
     new.budget_limit = Some(5);
@@ -200,7 +222,11 @@ async fn update_applies_all_changes_together(s: TestStore) {
 }
 
 async fn update_refuses_cycles_and_writes_nothing(s: TestStore) {
-    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
+    let a = s
+        .workspaces()
+        .create(NewWorkspace::named("a"))
+        .await
+        .unwrap();
     let mut nb = NewWorkspace::named("b");
     nb.parent_id = Some(a.id);
     let b = s.workspaces().create(nb).await.unwrap();
@@ -250,7 +276,11 @@ async fn update_of_missing_or_removed_is_not_found(s: TestStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err}");
-    let ws = s.workspaces().create(NewWorkspace::named("x")).await.unwrap();
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("x"))
+        .await
+        .unwrap();
     s.workspaces()
         .transition(ws.id, WorkspaceStatus::Removed, None)
         .await
@@ -265,7 +295,11 @@ async fn update_of_missing_or_removed_is_not_found(s: TestStore) {
 
 async fn transition_follows_the_table(s: TestStore) {
     use WorkspaceStatus::*;
-    let ws = s.workspaces().create(NewWorkspace::named("w")).await.unwrap();
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("w"))
+        .await
+        .unwrap();
     let w = s.workspaces();
     assert_eq!(
         w.transition(ws.id, Online, None).await.unwrap(),
@@ -275,13 +309,26 @@ async fn transition_follows_the_table(s: TestStore) {
         }
     );
     // Every status of the enum is writable (the reference lost writes of two of them).
-    for to in [Degraded, Offline, Provisioning, AwaitingAgent, Paused, AwaitingAgent, Online, Hibernating, Hibernated] {
+    for to in [
+        Degraded,
+        Offline,
+        Provisioning,
+        AwaitingAgent,
+        Paused,
+        AwaitingAgent,
+        Online,
+        Hibernating,
+        Hibernated,
+    ] {
         w.transition(ws.id, to, None).await.unwrap();
         assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, to);
     }
     let err = w.transition(ws.id, Online, None).await.unwrap_err();
     assert!(matches!(err, StoreError::IllegalTransition(_)), "{err}");
-    assert_eq!(err.to_string(), "a workspace cannot go from hibernated to online");
+    assert_eq!(
+        err.to_string(),
+        "a workspace cannot go from hibernated to online"
+    );
     assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, Hibernated);
     w.transition(ws.id, Provisioning, None).await.unwrap();
     w.transition(ws.id, Failed, None).await.unwrap();
@@ -296,7 +343,10 @@ async fn transition_follows_the_table(s: TestStore) {
 async fn transition_guard_and_missing_workspace(s: TestStore) {
     use WorkspaceStatus::*;
     let w = s.workspaces();
-    let err = w.transition(WorkspaceId::new(), Online, None).await.unwrap_err();
+    let err = w
+        .transition(WorkspaceId::new(), Online, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err}");
     let ws = w.create(NewWorkspace::named("g")).await.unwrap();
     // A heartbeat only revives offline workspaces: provisioning is not in its guard.
@@ -305,7 +355,12 @@ async fn transition_guard_and_missing_workspace(s: TestStore) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StoreError::UnexpectedStatus { current: Provisioning }),
+        matches!(
+            err,
+            StoreError::UnexpectedStatus {
+                current: Provisioning
+            }
+        ),
         "{err}"
     );
     assert_eq!(w.get(ws.id).await.unwrap().unwrap().status, Provisioning);
@@ -316,8 +371,15 @@ async fn transition_guard_and_missing_workspace(s: TestStore) {
 
 async fn concurrent_transitions_serialise(s: TestStore) {
     use WorkspaceStatus::*;
-    let ws = s.workspaces().create(NewWorkspace::named("race")).await.unwrap();
-    s.workspaces().transition(ws.id, Online, None).await.unwrap();
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("race"))
+        .await
+        .unwrap();
+    s.workspaces()
+        .transition(ws.id, Online, None)
+        .await
+        .unwrap();
     // Eight callers race to claim online -> hibernating; exactly one may win, because the
     // claim is only allowed from online/degraded and the winner moves it away from there.
     let mut tasks = Vec::new();
@@ -337,7 +399,9 @@ async fn concurrent_transitions_serialise(s: TestStore) {
                 assert_eq!(tr.from, Online);
                 won += 1;
             }
-            Err(StoreError::UnexpectedStatus { current: Hibernating }) => {}
+            Err(StoreError::UnexpectedStatus {
+                current: Hibernating,
+            }) => {}
             Err(e) => panic!("unexpected error: {e}"),
         }
     }
@@ -345,8 +409,16 @@ async fn concurrent_transitions_serialise(s: TestStore) {
 }
 
 async fn tokens_issue_validate_list_revoke(s: TestStore) {
-    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
-    let b = s.workspaces().create(NewWorkspace::named("b")).await.unwrap();
+    let a = s
+        .workspaces()
+        .create(NewWorkspace::named("a"))
+        .await
+        .unwrap();
+    let b = s
+        .workspaces()
+        .create(NewWorkspace::named("b"))
+        .await
+        .unwrap();
     let t = s.tokens();
     let first = t.issue(a.id).await.unwrap();
     let second = t.issue(a.id).await.unwrap();
@@ -355,16 +427,26 @@ async fn tokens_issue_validate_list_revoke(s: TestStore) {
     assert_ne!(first.token, second.token);
 
     assert!(t.validate(a.id, &first.token).await.unwrap());
-    assert!(!t.validate(b.id, &first.token).await.unwrap(), "bound to its workspace");
+    assert!(
+        !t.validate(b.id, &first.token).await.unwrap(),
+        "bound to its workspace"
+    );
     assert!(!t.validate(a.id, &other.token).await.unwrap());
-    assert!(!t.validate(a.id, &PlainToken::new("x".repeat(43))).await.unwrap());
+    assert!(
+        !t.validate(a.id, &PlainToken::new("x".repeat(43)))
+            .await
+            .unwrap()
+    );
     assert_eq!(t.workspace_of(&other.token).await.unwrap(), Some(b.id));
 
     let listed = t.list(a.id, 50, 0).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, second.id, "newest first");
     assert_eq!(listed[0].prefix, &second.token.expose()[..8]);
-    assert!(listed[1].last_used_at.is_some(), "validation bumps last_used_at");
+    assert!(
+        listed[1].last_used_at.is_some(),
+        "validation bumps last_used_at"
+    );
     assert_eq!(t.list(a.id, 1, 1).await.unwrap()[0].id, first.id);
     assert_eq!(t.count_live(a.id).await.unwrap(), 2);
 
@@ -375,11 +457,18 @@ async fn tokens_issue_validate_list_revoke(s: TestStore) {
     assert!(t.validate(a.id, &second.token).await.unwrap());
     assert_eq!(t.revoke_all(a.id).await.unwrap(), 1);
     assert_eq!(t.count_live(a.id).await.unwrap(), 0);
-    assert!(t.validate(b.id, &other.token).await.unwrap(), "b is untouched");
+    assert!(
+        t.validate(b.id, &other.token).await.unwrap(),
+        "b is untouched"
+    );
 }
 
 async fn tokens_of_removed_workspaces_are_dead(s: TestStore) {
-    let a = s.workspaces().create(NewWorkspace::named("a")).await.unwrap();
+    let a = s
+        .workspaces()
+        .create(NewWorkspace::named("a"))
+        .await
+        .unwrap();
     let issued = s.tokens().issue(a.id).await.unwrap();
     s.workspaces()
         .transition(a.id, WorkspaceStatus::Removed, None)
@@ -390,10 +479,17 @@ async fn tokens_of_removed_workspaces_are_dead(s: TestStore) {
 }
 
 async fn migrations_are_idempotent_on_reopen(s: TestStore) {
-    let ws = s.workspaces().create(NewWorkspace::named("kept")).await.unwrap();
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("kept"))
+        .await
+        .unwrap();
     let url = molecule_store::DatabaseUrl::parse(s.url()).unwrap();
     let again = molecule_store::Store::connect(&url).await.unwrap();
-    assert_eq!(again.workspaces().get(ws.id).await.unwrap().unwrap().name, "kept");
+    assert_eq!(
+        again.workspaces().get(ws.id).await.unwrap().unwrap().name,
+        "kept"
+    );
     again.ping().await.unwrap();
     assert_eq!(again.backend(), s.backend());
     again.close().await;

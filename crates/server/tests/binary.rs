@@ -302,3 +302,28 @@ fn an_unwritable_data_dir_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn starts_on_postgres_when_database_url_names_it() {
+    let db = molecule_store::testing::TestStore::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", db.url()).args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("PostgreSQL at 127.0.0.1")),
+        "{:?}",
+        server.log
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "no SQLite file when on PostgreSQL"
+    );
+    let resp = reqwest::get(server.url("/health")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}

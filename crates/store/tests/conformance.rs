@@ -494,3 +494,67 @@ async fn migrations_are_idempotent_on_reopen(s: TestStore) {
     assert_eq!(again.backend(), s.backend());
     again.close().await;
 }
+
+/// A database made by the reference server (its `schema_migrations` table, the enum with its
+/// first eight values, an older `workspaces` table and a row in it) is adopted in place.
+#[tokio::test]
+async fn a_reference_database_is_adopted_in_place() {
+    use sqlx::Connection;
+    let fresh = TestStore::postgres().await;
+    // Start from an empty database of the same server, shaped like an older reference one.
+    let (server, _) = fresh.url().rsplit_once('/').unwrap();
+    let name = format!("molecule_ref_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(fresh.url()).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut reference = sqlx::PgConnection::connect(&format!("{server}/{name}"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (filename TEXT PRIMARY KEY, \
+           applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (filename) VALUES ('001_initial.sql'), ('043_status_enum.up.sql');
+         CREATE TYPE workspace_status AS ENUM ('provisioning', 'online', 'offline', 'degraded',
+           'failed', 'removed', 'paused', 'hibernated');
+         CREATE TABLE workspaces (id UUID PRIMARY KEY DEFAULT gen_random_uuid(), name TEXT NOT NULL,
+           role TEXT, tier INTEGER DEFAULT 1, status workspace_status DEFAULT 'provisioning',
+           url TEXT, agent_card JSONB, parent_id UUID REFERENCES workspaces(id),
+           forwarded_to UUID REFERENCES workspaces(id), last_heartbeat_at TIMESTAMPTZ,
+           last_error_rate FLOAT8 DEFAULT 0, last_sample_error TEXT, active_tasks INTEGER DEFAULT 0,
+           uptime_seconds INTEGER DEFAULT 0, created_at TIMESTAMPTZ DEFAULT now(),
+           updated_at TIMESTAMPTZ DEFAULT now(), runtime TEXT DEFAULT 'langgraph');
+         INSERT INTO workspaces (id, name, status) VALUES
+           ('6f9619ff-8b86-d011-b42d-00c04fc964ff', 'legacy', 'online');",
+    )
+    .execute(&mut reference)
+    .await
+    .unwrap();
+    reference.close().await.unwrap();
+
+    let store = molecule_store::Store::connect(
+        &molecule_store::DatabaseUrl::parse(&format!("{server}/{name}")).unwrap(),
+    )
+    .await
+    .expect("adopt the reference database");
+    let id: WorkspaceId = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+    let legacy = store.workspaces().get(id).await.unwrap().unwrap();
+    assert_eq!(legacy.name, "legacy");
+    assert_eq!(legacy.status, WorkspaceStatus::Online);
+    assert_eq!(
+        legacy.delivery_mode,
+        DeliveryMode::Push,
+        "added column, default"
+    );
+    // The two values the reference added late are usable at once.
+    store
+        .workspaces()
+        .transition(id, WorkspaceStatus::AwaitingAgent, None)
+        .await
+        .unwrap();
+    let issued = store.tokens().issue(id).await.unwrap();
+    assert!(store.tokens().validate(id, &issued.token).await.unwrap());
+    store.close().await;
+    let _ = admin.close().await;
+}

@@ -17,7 +17,7 @@ pub(crate) async fn buildinfo() -> Json<Value> {
     }))
 }
 
-/// Any unknown route.
-pub(crate) async fn not_found() -> (StatusCode, Json<Value>) {
-    (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" })))
+/// Any unknown route: the reference's plain-text 404, which clients may match on.
+pub(crate) async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "404 page not found")
 }

@@ -7,6 +7,7 @@
 
 mod access;
 mod delivery;
+mod event;
 mod id;
 mod runtime;
 mod status;
@@ -16,6 +17,7 @@ mod wire;
 
 pub use access::WorkspaceAccess;
 pub use delivery::DeliveryMode;
+pub use event::EventType;
 pub use id::{InvalidId, WorkspaceId};
 pub use runtime::{InvalidRuntime, Runtime};
 pub use status::{IllegalTransition, WorkspaceStatus};

@@ -1,4 +1,145 @@
 //! Starting, checking and stopping the compute a workspace runs on.
 //!
-//! This crate will hold the `Provisioner` trait and its backends (`docker`, `ec2`) behind
-//! features. It depends only on `molecule-domain`, so other tools can use it without the server.
+//! The [`Provisioner`] trait is the one interface between the platform and a backend (local
+//! Docker, AWS EC2). It depends only on `molecule-domain`, so other tools can drive a backend
+//! without the server or a database. Backends live behind features.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId};
+
+/// Which backend a provisioner is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Containers on the local Docker engine.
+    Docker,
+    /// Instances on AWS EC2.
+    Ec2,
+    /// A test double or another implementation.
+    Other,
+}
+
+/// A value that must not reach a log: `Debug` prints only its length.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the backend that injects it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretValue(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Everything a backend needs to start a workspace, built by the lifecycle service from the
+/// whole workspace row (never a subset).
+#[derive(Debug, Clone)]
+pub struct ProvisionRequest {
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// Display name.
+    pub name: String,
+    /// Role given to the agent.
+    pub role: Option<String>,
+    /// Tier.
+    pub tier: Tier,
+    /// Runtime name.
+    pub runtime: String,
+    /// Parent workspace.
+    pub parent_id: Option<WorkspaceId>,
+    /// Model the agent should use.
+    pub model: Option<String>,
+    /// Template the workspace was made from.
+    pub template: Option<String>,
+    /// Host directory to mount.
+    pub workspace_dir: Option<String>,
+    /// Access mode of that directory.
+    pub workspace_access: WorkspaceAccess,
+    /// URL the agent uses to reach the platform.
+    pub platform_url: String,
+    /// Environment for the agent (secrets included), in injection order.
+    pub env: BTreeMap<String, SecretValue>,
+    /// The workspace auth token the agent registers with.
+    pub auth_token: Option<SecretValue>,
+    /// The bearer the platform presents when calling the agent.
+    pub platform_inbound_secret: Option<SecretValue>,
+}
+
+/// What a successful start produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// Where the agent's A2A endpoint will answer, when the backend knows it now.
+    pub agent_url: Option<String>,
+    /// The backend's id of the compute (container id, EC2 instance id).
+    pub instance_id: Option<String>,
+}
+
+/// The answer of a running check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Running {
+    /// The compute is running.
+    Yes,
+    /// The compute is gone or stopped.
+    No,
+    /// The backend could not tell (a transient error). Never a reason to mark a workspace
+    /// offline or to restart it.
+    Unknown(String),
+}
+
+/// What went wrong in a backend call. The message is for logs, never for response bodies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    /// The backend cannot be reached now (daemon down, network, throttling).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused the request as invalid (bad image, bad parameters).
+    #[error("backend rejected the request: {0}")]
+    Rejected(String),
+    /// Any other failure.
+    #[error("backend failure: {0}")]
+    Failed(String),
+}
+
+/// A backend that runs workspaces. The lifecycle service is its only caller in the server.
+#[async_trait]
+pub trait Provisioner: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Starts (or replaces) the compute of a workspace.
+    async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError>;
+
+    /// Stops and removes the compute of a workspace. Stopping what is already gone succeeds.
+    async fn stop(
+        &self,
+        workspace_id: WorkspaceId,
+        instance_id: Option<&str>,
+    ) -> Result<(), ProvisionError>;
+
+    /// Whether the compute of a workspace is running.
+    async fn running(&self, workspace_id: WorkspaceId, instance_id: Option<&str>) -> Running;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = SecretValue::new("hunter2");
+        assert_eq!(format!("{s:?}"), "SecretValue(<7 bytes>)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

@@ -43,6 +43,78 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "MOLECULE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// Admin bearer token. Unset outside dev mode: generated once and kept in
+    /// `<data dir>/admin_token` (mode 0600).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// `development`/`dev` (with no ADMIN_TOKEN) turns on the permissive dev mode;
+    /// `production` turns off the test-token route.
+    #[arg(long = "env", env = "MOLECULE_ENV")]
+    pub molecule_env: Option<String>,
+
+    /// `1` enables `GET /admin/workspaces/:id/test-token` outside dev mode.
+    #[arg(long, env = "MOLECULE_ENABLE_TEST_TOKENS")]
+    pub enable_test_tokens: Option<String>,
+
+    /// Global requests per minute per client IP.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 600)]
+    pub rate_limit: i64,
+
+    /// Allowed browser origins, comma-separated.
+    #[arg(
+        long,
+        env = "CORS_ORIGINS",
+        default_value = "http://localhost:3000,http://localhost:3001"
+    )]
+    pub cors_origins: String,
+
+    /// URL injected into workspaces to reach the platform (default
+    /// `http://host.docker.internal:<port>`).
+    #[arg(long, env = "PLATFORM_URL")]
+    pub platform_url: Option<String>,
+
+    /// Seconds a workspace may stay in `provisioning` before it is marked failed.
+    #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub provision_timeout_seconds: u64,
+
+    /// Seconds without a heartbeat after which a workspace is offline (external: awaiting_agent).
+    #[arg(long, env = "MOLECULE_LIVENESS_TTL_SECONDS", default_value_t = 180)]
+    pub liveness_ttl_seconds: u64,
+
+    /// Seconds without a heartbeat after which an external workspace is awaiting its agent.
+    #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value_t = 90)]
+    pub remote_liveness_stale_after: u64,
+}
+
+impl Config {
+    /// Dev mode: `MOLECULE_ENV` is `development` or `dev` (any case) and no `ADMIN_TOKEN`.
+    pub fn dev_mode(&self) -> bool {
+        let env = self
+            .molecule_env
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.admin_token
+            .as_deref()
+            .is_none_or(|t| t.trim().is_empty())
+            && (env == "development" || env == "dev")
+    }
+
+    /// Whether the test-token route exists: dev mode, or `MOLECULE_ENABLE_TEST_TOKENS=1`.
+    pub fn test_tokens_enabled(&self) -> bool {
+        self.dev_mode() || self.enable_test_tokens.as_deref() == Some("1")
+    }
+
+    /// The URL workspaces use to reach the platform.
+    pub fn platform_url(&self) -> String {
+        self.platform_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| format!("http://host.docker.internal:{}", self.port))
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +129,22 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn dev_mode_needs_the_env_and_no_admin_token() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["molecule-server"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap()
+        };
+        assert!(parse(&["--env", "Development"]).dev_mode());
+        assert!(parse(&["--env", " dev "]).dev_mode());
+        assert!(!parse(&["--env", "dev", "--admin-token", "t"]).dev_mode());
+        assert!(!parse(&["--env", "staging"]).dev_mode());
+        assert!(parse(&["--env", "dev"]).test_tokens_enabled());
+        assert!(parse(&["--enable-test-tokens", "1"]).test_tokens_enabled());
+        assert!(!parse(&["--env", "production"]).test_tokens_enabled());
     }
 
     #[test]

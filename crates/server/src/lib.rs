@@ -4,7 +4,10 @@
 //! Ctrl-C, then drains in-flight requests.
 
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod error;
+pub mod events;
 pub mod logging;
 mod routes;
 mod shutdown;
@@ -23,6 +26,17 @@ pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Runs the server until a shutdown signal, with everything set up from `config`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let security = auth::Security::from_config(&config)?;
+    if security.dev_mode() {
+        if config.host.is_loopback() {
+            tracing::warn!("dev mode: every request is trusted (MOLECULE_ENV=development)");
+        } else {
+            tracing::warn!(
+                host = %config.host,
+                "DEV MODE ON A NON-LOOPBACK ADDRESS: anyone who can reach this port is admin"
+            );
+        }
+    }
     let url = DatabaseUrl::resolve(config.database_url.as_deref(), &config.data_dir)
         .context("cannot open the database")?;
     tracing::info!(database = %url, "opening the database");
@@ -37,7 +51,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!("listening on http://{local}");
-    let state = AppState::new(store.clone());
+    let state = AppState::new(store.clone(), security);
     let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;
     store.close().await;
     result

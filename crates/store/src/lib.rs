@@ -9,6 +9,7 @@
 #[macro_use]
 mod db;
 mod error;
+mod events;
 mod migrate;
 mod tokens;
 mod types;
@@ -19,7 +20,8 @@ mod workspaces;
 pub mod testing;
 
 pub use error::{ConnectError, StoreError};
-pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens};
+pub use events::{Events, StoredEvent};
+pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl};
 pub use workspaces::{NewWorkspace, Transition, Workspace, WorkspaceUpdate, Workspaces};
 
@@ -59,6 +61,11 @@ impl Store {
     /// The workspaces repository.
     pub fn workspaces(&self) -> Workspaces<'_> {
         Workspaces::new(&self.db)
+    }
+
+    /// The structure event log.
+    pub fn events(&self) -> Events<'_> {
+        Events::new(&self.db)
     }
 
     /// The workspace auth tokens repository.

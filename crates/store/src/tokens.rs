@@ -52,6 +52,14 @@ impl fmt::Display for PlainToken {
     }
 }
 
+/// 32 random bytes as 43 characters of base64url without padding: the format of every token
+/// and secret the platform mints.
+pub fn random_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// A token that was just issued: the only time its plain text is known.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -97,9 +105,7 @@ impl<'a> WorkspaceTokens<'a> {
 
     /// Issues a new token for a workspace.
     pub async fn issue(&self, workspace_id: WorkspaceId) -> Result<IssuedToken, StoreError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
-        let token = PlainToken(URL_SAFE_NO_PAD.encode(bytes));
+        let token = PlainToken(random_token()?);
         let id = Uuid::new_v4();
         let sql = Sql::same(
             "INSERT INTO workspace_auth_tokens (id, workspace_id, token_hash, prefix, created_at) \

@@ -26,6 +26,7 @@ pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Runs the server until a shutdown signal, with everything set up from `config`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    molecule_store::prepare_data_dir(&config.data_dir)?;
     let security = auth::Security::from_config(&config)?;
     if security.dev_mode() {
         if config.host.is_loopback() {

@@ -327,7 +327,7 @@ async fn starts_on_postgres_when_database_url_names_it() {
         server.log
     );
     assert!(
-        !dir.path().join("data").exists(),
+        !dir.path().join("data/molecule.db").exists(),
         "no SQLite file when on PostgreSQL"
     );
     let resp = reqwest::get(server.url("/health")).await.unwrap();

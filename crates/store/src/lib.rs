@@ -22,7 +22,7 @@ pub mod testing;
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
-pub use url::{Backend, DatabaseUrl};
+pub use url::{Backend, DatabaseUrl, prepare_data_dir};
 pub use workspaces::{NewWorkspace, Transition, Workspace, WorkspaceUpdate, Workspaces};
 
 use db::Db;

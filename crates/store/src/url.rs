@@ -119,7 +119,8 @@ fn describe(e: &sqlx::Error) -> String {
     }
 }
 
-fn prepare_data_dir(dir: &Path) -> Result<(), ConnectError> {
+/// Creates the data directory if missing and checks that it is writable.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), ConnectError> {
     let fail = |error| ConnectError::DataDir {
         path: dir.display().to_string(),
         error,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod lifecycle;
 pub mod logging;
 mod routes;
 mod shutdown;
@@ -52,7 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!("listening on http://{local}");
-    let state = AppState::new(store.clone(), security);
+    let state = AppState::with_backend(store.clone(), security, None, config.platform_url());
     let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;
     store.close().await;
     result

@@ -10,6 +10,8 @@
 mod db;
 mod error;
 mod events;
+mod layouts;
+mod liveness;
 mod migrate;
 mod tokens;
 mod types;
@@ -21,9 +23,13 @@ pub mod testing;
 
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
+pub use layouts::{Layout, Layouts};
+pub use liveness::Heartbeat;
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
-pub use workspaces::{NewWorkspace, Transition, Workspace, WorkspaceUpdate, Workspaces};
+pub use workspaces::{
+    NewWorkspace, StatusChange, Transition, Workspace, WorkspaceUpdate, Workspaces,
+};
 
 use db::Db;
 
@@ -61,6 +67,11 @@ impl Store {
     /// The workspaces repository.
     pub fn workspaces(&self) -> Workspaces<'_> {
         Workspaces::new(&self.db)
+    }
+
+    /// The canvas layouts.
+    pub fn layouts(&self) -> Layouts<'_> {
+        Layouts::new(&self.db)
     }
 
     /// The structure event log.

@@ -148,6 +148,10 @@ pub struct WorkspaceUpdate {
     pub max_concurrent_tasks: Option<i32>,
     /// New hibernation idle minutes, or disabled.
     pub hibernation_idle_minutes: Option<Option<i32>>,
+    /// New canvas position.
+    pub position: Option<(f64, f64)>,
+    /// New collapsed flag of the canvas node.
+    pub collapsed: Option<bool>,
 }
 
 /// A status change that was written.
@@ -159,7 +163,7 @@ pub struct Transition {
     pub to: WorkspaceStatus,
 }
 
-const COLUMNS: &str = "id, name, role, tier, status, url, agent_card, parent_id, forwarded_to, \
+pub(crate) const COLUMNS: &str = "id, name, role, tier, status, url, agent_card, parent_id, forwarded_to, \
     source_bundle_id, delivery_mode, last_heartbeat_at, last_error_rate, last_sample_error, \
     active_tasks, uptime_seconds, current_task, last_outbound_at, awareness_namespace, runtime, \
     workspace_dir, workspace_access, max_concurrent_tasks, instance_id, runtime_image_digest, \
@@ -167,7 +171,7 @@ const COLUMNS: &str = "id, name, role, tier, status, url, agent_card, parent_id,
 
 /// The columns as decoded from either backend. Nullable where the reference schema is.
 #[derive(sqlx::FromRow)]
-struct Row {
+pub(crate) struct Row {
     id: DbUuid,
     name: String,
     role: Option<String>,
@@ -245,7 +249,7 @@ const MAX_DEPTH: i64 = 10_000;
 /// Workspaces in the database.
 #[derive(Debug, Clone, Copy)]
 pub struct Workspaces<'a> {
-    db: &'a Pool,
+    pub(crate) db: &'a Pool,
 }
 
 impl<'a> Workspaces<'a> {
@@ -339,7 +343,18 @@ impl<'a> Workspaces<'a> {
                 return Err(StoreError::ParentCycle);
             }
         }
+        let layout = (changes.position, changes.collapsed);
         apply(&mut ws, changes);
+        if layout.0.is_some() || layout.1.is_some() {
+            db_query!(
+                tx.exec(), query, crate::layouts::UPSERT,
+                DbUuid::from(id),
+                layout.0.map(|p| p.0),
+                layout.0.map(|p| p.1),
+                layout.1;
+                execute
+            )?;
+        }
         let now = DbTime::now();
         let update = Sql::same(
             "UPDATE workspaces SET name = $2, role = $3, tier = $4, runtime = $5, \
@@ -380,6 +395,19 @@ impl<'a> Workspaces<'a> {
         to: WorkspaceStatus,
         expect: Option<&[WorkspaceStatus]>,
     ) -> Result<Transition, StoreError> {
+        self.transition_with(id, to, expect, &StatusChange::default())
+            .await
+    }
+
+    /// [`Workspaces::transition`] that also writes the columns a status change carries (the
+    /// URL, the failure reason) in the same statement.
+    pub async fn transition_with(
+        &self,
+        id: WorkspaceId,
+        to: WorkspaceStatus,
+        expect: Option<&[WorkspaceStatus]>,
+        change: &StatusChange,
+    ) -> Result<Transition, StoreError> {
         let mut tx = self.db.begin().await?;
         let from = select_one(&mut tx, id, true)
             .await?
@@ -391,17 +419,215 @@ impl<'a> Workspaces<'a> {
             return Err(StoreError::UnexpectedStatus { current: from });
         }
         from.check_transition(to)?;
-        let update = Sql::same("UPDATE workspaces SET status = $2, updated_at = $3 WHERE id = $1");
+        let update = Sql::same(
+            "UPDATE workspaces SET status = $2, updated_at = $3, \
+             url = CASE WHEN $4 THEN $5 ELSE url END, \
+             last_sample_error = CASE WHEN $6 THEN $7 ELSE last_sample_error END \
+             WHERE id = $1",
+        );
         db_query!(
             tx.exec(), query, update,
             DbUuid::from(id),
             DbStatus(to),
-            DbTime::now();
+            DbTime::now(),
+            change.url.is_some(),
+            change.url.clone().flatten(),
+            change.last_sample_error.is_some(),
+            change.last_sample_error.clone();
             execute
         )?;
         tx.commit().await?;
         Ok(Transition { from, to })
     }
+
+    /// The live (not removed) descendants of a workspace, parents before children.
+    pub async fn descendants(&self, id: WorkspaceId) -> Result<Vec<Workspace>, StoreError> {
+        let sql = Sql::same(
+            "WITH RECURSIVE sub(id, depth) AS ( \
+               SELECT id, 0 FROM workspaces WHERE parent_id = $1 \
+                 AND (status IS NULL OR status <> 'removed') \
+               UNION ALL \
+               SELECT w.id, s.depth + 1 FROM workspaces w JOIN sub s ON w.parent_id = s.id \
+               WHERE (w.status IS NULL OR w.status <> 'removed') AND s.depth < $2 \
+             ) \
+             SELECT __COLUMNS__ FROM workspaces WHERE id IN (SELECT id FROM sub) \
+             ORDER BY created_at, id",
+        )
+        .replace("__COLUMNS__", COLUMNS);
+        let rows: Vec<Row> = db_query!(
+            self.db.exec(), query_as::<Row>, sql, DbUuid::from(id), MAX_DEPTH;
+            fetch_all
+        )?;
+        let mut found: Vec<Workspace> = rows.into_iter().map(Into::into).collect();
+        order_parents_first(id, &mut found);
+        Ok(found)
+    }
+
+    /// The live direct children of a workspace.
+    pub async fn children(&self, id: WorkspaceId) -> Result<Vec<Workspace>, StoreError> {
+        let sql = Sql::same(
+            "SELECT __COLUMNS__ FROM workspaces WHERE parent_id = $1 \
+             AND (status IS NULL OR status <> 'removed') ORDER BY created_at, id",
+        )
+        .replace("__COLUMNS__", COLUMNS);
+        let rows: Vec<Row> =
+            db_query!(self.db.exec(), query_as::<Row>, sql, DbUuid::from(id); fetch_all)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Marks every listed workspace `removed`, revokes all their tokens and drops their canvas
+    /// layouts, in one transaction. Returns the ids that were not removed before.
+    pub async fn remove_all(&self, ids: &[WorkspaceId]) -> Result<Vec<WorkspaceId>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let now = DbTime::now();
+        let mut removed = Vec::new();
+        for id in ids {
+            // The guard is the transition table's list of statuses `removed` may follow.
+            let mark = Sql::same(
+                "UPDATE workspaces SET status = $2, url = NULL, updated_at = $3 \
+                 WHERE id = $1 AND (status IS NULL OR status IN (__SOURCES__))",
+            )
+            .replace("__SOURCES__", &sources_sql(WorkspaceStatus::Removed));
+            let n = db_query!(
+                tx.exec(), query, mark,
+                DbUuid::from(*id), DbStatus(WorkspaceStatus::Removed), now;
+                execute
+            )?;
+            if n > 0 {
+                removed.push(*id);
+            }
+            let revoke = Sql::same(
+                "UPDATE workspace_auth_tokens SET revoked_at = $2 \
+                 WHERE workspace_id = $1 AND revoked_at IS NULL",
+            );
+            db_query!(tx.exec(), query, revoke, DbUuid::from(*id), now; execute)?;
+            let layout = Sql::same("DELETE FROM canvas_layouts WHERE workspace_id = $1");
+            db_query!(tx.exec(), query, layout, DbUuid::from(*id); execute)?;
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Deletes the rows of the listed workspaces and everything that hangs off them, and
+    /// detaches other rows that point at them, in one transaction.
+    pub async fn purge(&self, ids: &[WorkspaceId]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin().await?;
+        for id in ids {
+            for sql in [
+                "DELETE FROM workspace_auth_tokens WHERE workspace_id = $1",
+                "DELETE FROM canvas_layouts WHERE workspace_id = $1",
+                "UPDATE workspaces SET parent_id = NULL WHERE parent_id = $1",
+                "UPDATE workspaces SET forwarded_to = NULL WHERE forwarded_to = $1",
+            ] {
+                db_query!(tx.exec(), query, Sql::same(sql), DbUuid::from(*id); execute)?;
+            }
+        }
+        for id in ids {
+            let sql = Sql::same("DELETE FROM workspaces WHERE id = $1");
+            db_query!(tx.exec(), query, sql, DbUuid::from(*id); execute)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the agent URL (e.g. the one a backend reported at start).
+    pub async fn set_url(&self, id: WorkspaceId, url: Option<&str>) -> Result<(), StoreError> {
+        let sql = Sql::same("UPDATE workspaces SET url = $2, updated_at = $3 WHERE id = $1");
+        db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(id), url.map(str::to_owned), DbTime::now();
+            execute
+        )?;
+        Ok(())
+    }
+
+    /// Sets the backend's instance id.
+    pub async fn set_instance_id(
+        &self,
+        id: WorkspaceId,
+        instance_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let sql =
+            Sql::same("UPDATE workspaces SET instance_id = $2, updated_at = $3 WHERE id = $1");
+        db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(id), instance_id.map(str::to_owned), DbTime::now();
+            execute
+        )?;
+        Ok(())
+    }
+
+    /// Sets (or clears) the monthly budget of a live workspace; `false` if there is none.
+    pub async fn set_budget_limit(
+        &self,
+        id: WorkspaceId,
+        limit: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let sql = Sql::same(
+            "UPDATE workspaces SET budget_limit = $2, updated_at = $3 \
+             WHERE id = $1 AND (status IS NULL OR status <> 'removed')",
+        );
+        let n = db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(id), limit, DbTime::now();
+            execute
+        )?;
+        Ok(n > 0)
+    }
+}
+
+/// Columns written together with a status change.
+#[derive(Debug, Clone, Default)]
+pub struct StatusChange {
+    /// `Some(url)` sets the URL (`Some(None)` clears it); `None` leaves it.
+    pub url: Option<Option<String>>,
+    /// `Some(reason)` sets `last_sample_error`.
+    pub last_sample_error: Option<String>,
+}
+
+impl StatusChange {
+    /// Clears the URL (the agent is gone or going).
+    pub fn clear_url() -> Self {
+        Self {
+            url: Some(None),
+            last_sample_error: None,
+        }
+    }
+
+    /// Records why the workspace failed.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            url: None,
+            last_sample_error: Some(reason.into()),
+        }
+    }
+}
+
+/// The statuses `to` may be entered from, as an SQL list of literals (built only from the
+/// domain's constant wire strings, never from input).
+pub(crate) fn sources_sql(to: WorkspaceStatus) -> String {
+    WorkspaceStatus::allowed_sources(to)
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sorts descendants so that every parent comes before its children (breadth-first from the
+/// root), keeping creation order among siblings.
+fn order_parents_first(root: WorkspaceId, found: &mut Vec<Workspace>) {
+    let mut ordered = Vec::with_capacity(found.len());
+    let mut frontier = vec![root];
+    while !frontier.is_empty() {
+        let (level, rest): (Vec<Workspace>, Vec<Workspace>) = std::mem::take(found)
+            .into_iter()
+            .partition(|w| w.parent_id.is_some_and(|p| frontier.contains(&p)));
+        *found = rest;
+        frontier = level.iter().map(|w| w.id).collect();
+        ordered.extend(level);
+    }
+    ordered.append(found);
+    *found = ordered;
 }
 
 fn apply(ws: &mut Workspace, c: WorkspaceUpdate) {
@@ -442,7 +668,7 @@ fn apply(ws: &mut Workspace, c: WorkspaceUpdate) {
 
 /// Reads one row inside a transaction; with `lock`, PostgreSQL locks it for update (SQLite
 /// transactions already hold the write lock).
-async fn select_one(
+pub(crate) async fn select_one(
     tx: &mut Tx,
     id: WorkspaceId,
     lock: bool,

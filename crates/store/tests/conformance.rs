@@ -39,6 +39,13 @@ on_both_backends!(
     tokens_issue_validate_list_revoke,
     tokens_of_removed_workspaces_are_dead,
     migrations_are_idempotent_on_reopen,
+    descendants_come_parents_first_and_removal_is_one_step,
+    purge_deletes_rows_and_detaches_references,
+    layouts_upsert_keeps_what_is_not_given,
+    heartbeats_and_registrations_skip_removed_workspaces,
+    silent_workspaces_are_found_by_cutoff,
+    transition_with_writes_url_and_reason_together,
+    events_are_recorded_and_listed_newest_first,
 );
 
 async fn create_then_get_round_trips_every_field(s: TestStore) {
@@ -181,6 +188,8 @@ async fn update_applies_all_changes_together(s: TestStore) {
                 budget_limit: Some(None),
                 max_concurrent_tasks: Some(4),
                 hibernation_idle_minutes: Some(Some(15)),
+                position: Some((10.5, -3.0)),
+                collapsed: Some(true),
             },
         )
         .await
@@ -196,6 +205,8 @@ async fn update_applies_all_changes_together(s: TestStore) {
     assert_eq!(updated.budget_limit, None);
     assert_eq!(updated.max_concurrent_tasks, 4);
     assert_eq!(updated.hibernation_idle_minutes, Some(15));
+    let layout = s.layouts().get(ws.id).await.unwrap().unwrap();
+    assert_eq!((layout.x, layout.y, layout.collapsed), (10.5, -3.0, true));
     assert!(updated.updated_at >= ws.updated_at);
     assert_eq!(s.workspaces().get(ws.id).await.unwrap().unwrap(), updated);
 
@@ -557,4 +568,398 @@ async fn a_reference_database_is_adopted_in_place() {
     assert!(store.tokens().validate(id, &issued.token).await.unwrap());
     store.close().await;
     let _ = admin.close().await;
+}
+
+async fn tree(s: &TestStore) -> (WorkspaceId, WorkspaceId, WorkspaceId, WorkspaceId) {
+    let root = s
+        .workspaces()
+        .create(NewWorkspace::named("root"))
+        .await
+        .unwrap()
+        .id;
+    let mut n = NewWorkspace::named("child");
+    n.parent_id = Some(root);
+    let child = s.workspaces().create(n).await.unwrap().id;
+    let mut n = NewWorkspace::named("grandchild");
+    n.parent_id = Some(child);
+    let grandchild = s.workspaces().create(n).await.unwrap().id;
+    let mut n = NewWorkspace::named("second child");
+    n.parent_id = Some(root);
+    let second = s.workspaces().create(n).await.unwrap().id;
+    (root, child, grandchild, second)
+}
+
+async fn descendants_come_parents_first_and_removal_is_one_step(s: TestStore) {
+    let (root, child, grandchild, second) = tree(&s).await;
+    let found: Vec<_> = s
+        .workspaces()
+        .descendants(root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(found, [child, second, grandchild]);
+    let kids: Vec<_> = s
+        .workspaces()
+        .children(root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(kids, [child, second]);
+
+    let token = s.tokens().issue(grandchild).await.unwrap();
+    s.layouts()
+        .upsert(child, Some((1.0, 2.0)), None)
+        .await
+        .unwrap();
+    let removed = s
+        .workspaces()
+        .remove_all(&[child, grandchild])
+        .await
+        .unwrap();
+    assert_eq!(removed, [child, grandchild]);
+    assert_eq!(s.tokens().count_live(grandchild).await.unwrap(), 0);
+    assert!(!s.tokens().validate(grandchild, &token.token).await.unwrap());
+    assert!(s.layouts().get(child).await.unwrap().is_none());
+    assert_eq!(
+        s.workspaces().get(child).await.unwrap().unwrap().status,
+        WorkspaceStatus::Removed
+    );
+    // Removing again changes nothing; the live sibling stays.
+    assert!(
+        s.workspaces()
+            .remove_all(&[child])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left: Vec<_> = s
+        .workspaces()
+        .descendants(root)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(left, [second]);
+}
+
+async fn purge_deletes_rows_and_detaches_references(s: TestStore) {
+    let (root, child, grandchild, second) = tree(&s).await;
+    s.tokens().issue(child).await.unwrap();
+    s.workspaces().purge(&[child]).await.unwrap();
+    assert!(s.workspaces().get(child).await.unwrap().is_none());
+    let orphan = s.workspaces().get(grandchild).await.unwrap().unwrap();
+    assert_eq!(
+        orphan.parent_id, None,
+        "references to a purged row are cleared"
+    );
+    assert!(s.workspaces().get(second).await.unwrap().is_some());
+    assert!(s.workspaces().get(root).await.unwrap().is_some());
+}
+
+async fn layouts_upsert_keeps_what_is_not_given(s: TestStore) {
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("l"))
+        .await
+        .unwrap()
+        .id;
+    assert!(s.layouts().get(ws).await.unwrap().is_none());
+    s.layouts().upsert(ws, None, Some(true)).await.unwrap();
+    let l = s.layouts().get(ws).await.unwrap().unwrap();
+    assert_eq!((l.x, l.y, l.collapsed), (0.0, 0.0, true));
+    s.layouts()
+        .upsert(ws, Some((5.0, 6.0)), None)
+        .await
+        .unwrap();
+    let l = s.layouts().get(ws).await.unwrap().unwrap();
+    assert_eq!((l.x, l.y, l.collapsed), (5.0, 6.0, true));
+    assert_eq!(s.layouts().all().await.unwrap().len(), 1);
+}
+
+async fn heartbeats_and_registrations_skip_removed_workspaces(s: TestStore) {
+    use molecule_store::Heartbeat;
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("hb"))
+        .await
+        .unwrap();
+    let hb = Heartbeat {
+        error_rate: 0.25,
+        sample_error: Some("boom".into()),
+        active_tasks: 2,
+        uptime_seconds: 60,
+        current_task: Some("writing".into()),
+        monthly_spend: Some(1234),
+    };
+    let before = s
+        .workspaces()
+        .record_heartbeat(ws.id, &hb)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.active_tasks, 0);
+    let after = s.workspaces().get(ws.id).await.unwrap().unwrap();
+    assert_eq!(after.active_tasks, 2);
+    assert_eq!(after.monthly_spend, 1234);
+    assert_eq!(after.current_task.as_deref(), Some("writing"));
+    assert!(after.last_heartbeat_at.is_some());
+    // No spend reported: the stored value stays.
+    let quiet = Heartbeat {
+        monthly_spend: None,
+        ..hb.clone()
+    };
+    s.workspaces()
+        .record_heartbeat(ws.id, &quiet)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.workspaces()
+            .get(ws.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .monthly_spend,
+        1234
+    );
+
+    let card = serde_json::json!({"name": "agent", "skills": []});
+    s.workspaces()
+        .record_registration(
+            ws.id,
+            Some("http://10.0.0.5:8000"),
+            &card,
+            DeliveryMode::Poll,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let reg = s.workspaces().get(ws.id).await.unwrap().unwrap();
+    assert_eq!(reg.url.as_deref(), Some("http://10.0.0.5:8000"));
+    assert_eq!(reg.agent_card, Some(card.clone()));
+    assert_eq!(reg.delivery_mode, DeliveryMode::Poll);
+    assert!(s.workspaces().set_agent_card(ws.id, &card).await.unwrap());
+    assert!(
+        !s.workspaces()
+            .set_agent_card(WorkspaceId::new(), &card)
+            .await
+            .unwrap()
+    );
+
+    s.workspaces()
+        .transition(ws.id, WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    assert!(
+        s.workspaces()
+            .record_heartbeat(ws.id, &hb)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.workspaces()
+            .record_registration(ws.id, None, &card, DeliveryMode::Push)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.workspaces()
+            .record_registration(WorkspaceId::new(), None, &card, DeliveryMode::Push)
+            .await
+            .unwrap()
+            .is_none(),
+        "registration never creates a workspace"
+    );
+}
+
+async fn silent_workspaces_are_found_by_cutoff(s: TestStore) {
+    use molecule_store::Heartbeat;
+    use time::{Duration, OffsetDateTime};
+    let a = s
+        .workspaces()
+        .create(NewWorkspace::named("a"))
+        .await
+        .unwrap()
+        .id;
+    let b = s
+        .workspaces()
+        .create(NewWorkspace::named("b"))
+        .await
+        .unwrap()
+        .id;
+    for id in [a, b] {
+        s.workspaces()
+            .transition(id, WorkspaceStatus::Online, None)
+            .await
+            .unwrap();
+    }
+    s.workspaces()
+        .record_heartbeat(b, &Heartbeat::default())
+        .await
+        .unwrap();
+    let online = [WorkspaceStatus::Online];
+    let future = OffsetDateTime::now_utc() + Duration::hours(1);
+    let past = OffsetDateTime::now_utc() - Duration::hours(1);
+    let ids = |v: Vec<molecule_store::Workspace>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.workspaces().silent_since(&online, future).await.unwrap()),
+        [a, b]
+    );
+    assert!(
+        s.workspaces()
+            .silent_since(&online, past)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.workspaces()
+            .silent_since(&[WorkspaceStatus::Paused], future)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(s.workspaces().with_status(&online).await.unwrap()),
+        [a, b]
+    );
+    assert_eq!(s.workspaces().inbound_secret(a).await.unwrap(), None);
+    s.workspaces()
+        .set_inbound_secret(a, "sekrit")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.workspaces().inbound_secret(a).await.unwrap().as_deref(),
+        Some("sekrit")
+    );
+}
+
+async fn transition_with_writes_url_and_reason_together(s: TestStore) {
+    use molecule_store::StatusChange;
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("t"))
+        .await
+        .unwrap()
+        .id;
+    s.workspaces()
+        .set_url(ws, Some("http://agent:8000"))
+        .await
+        .unwrap();
+    s.workspaces()
+        .transition(ws, WorkspaceStatus::Online, None)
+        .await
+        .unwrap();
+    s.workspaces()
+        .transition_with(
+            ws,
+            WorkspaceStatus::Paused,
+            None,
+            &StatusChange::clear_url(),
+        )
+        .await
+        .unwrap();
+    let paused = s.workspaces().get(ws).await.unwrap().unwrap();
+    assert_eq!(paused.url, None);
+    s.workspaces()
+        .transition(ws, WorkspaceStatus::Provisioning, None)
+        .await
+        .unwrap();
+    s.workspaces()
+        .transition_with(
+            ws,
+            WorkspaceStatus::Failed,
+            None,
+            &StatusChange::failed("workspace start failed"),
+        )
+        .await
+        .unwrap();
+    let failed = s.workspaces().get(ws).await.unwrap().unwrap();
+    assert_eq!(
+        failed.last_sample_error.as_deref(),
+        Some("workspace start failed")
+    );
+    // A refused transition writes none of its columns.
+    let err = s
+        .workspaces()
+        .transition_with(
+            ws,
+            WorkspaceStatus::Online,
+            None,
+            &StatusChange::failed("x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::IllegalTransition(_)));
+    assert_eq!(
+        s.workspaces()
+            .get(ws)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_sample_error
+            .as_deref(),
+        Some("workspace start failed")
+    );
+    assert!(
+        s.workspaces()
+            .set_budget_limit(ws, Some(500))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.workspaces().get(ws).await.unwrap().unwrap().budget_limit,
+        Some(500)
+    );
+    assert!(
+        !s.workspaces()
+            .set_budget_limit(WorkspaceId::new(), None)
+            .await
+            .unwrap()
+    );
+}
+
+async fn events_are_recorded_and_listed_newest_first(s: TestStore) {
+    let ws = s
+        .workspaces()
+        .create(NewWorkspace::named("e"))
+        .await
+        .unwrap()
+        .id;
+    let first = s
+        .events()
+        .record(
+            "WORKSPACE_PROVISIONING",
+            Some(ws),
+            &serde_json::json!({"name": "e"}),
+        )
+        .await
+        .unwrap();
+    let second = s
+        .events()
+        .record("WORKSPACE_ONLINE", Some(ws), &serde_json::json!({}))
+        .await
+        .unwrap();
+    s.events()
+        .record("OTHER", None, &serde_json::json!({}))
+        .await
+        .unwrap();
+    let mine = s.events().recent(Some(ws), 100).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second.id, first.id]
+    );
+    assert_eq!(mine[1].payload, Some(serde_json::json!({"name": "e"})));
+    assert_eq!(s.events().recent(None, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        s.events().get(first.id).await.unwrap().unwrap().event_type,
+        "WORKSPACE_PROVISIONING"
+    );
 }

@@ -1,3 +1,9 @@
 //! HTTP handlers, one module per area of the API.
 
+pub(crate) mod registry;
 pub(crate) mod system;
+pub(crate) mod tokens;
+pub(crate) mod workspaces;
+
+mod body;
+mod views;

@@ -1,0 +1,96 @@
+//! The lifecycle service: the only caller of the [`Provisioner`] backend.
+//!
+//! Every start, stop and restart of a workspace goes through here: the HTTP handlers, the
+//! sweepers and team operations call these methods and never see a backend. Operations on
+//! one workspace are serialised by a per-workspace lock; status changes go through the
+//! store's guarded transition; provision requests are built from the whole row.
+
+mod operations;
+mod provision;
+mod restart;
+pub mod sweeps;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use molecule_domain::WorkspaceId;
+use molecule_provisioner_api::Provisioner;
+use molecule_store::Store;
+
+use crate::events::EventBus;
+
+pub use operations::{LifecycleError, PauseOutcome, RemoveOutcome, RestartOutcome};
+
+/// Why provisioning fails when no backend is configured (stored and broadcast as is).
+pub const NO_BACKEND: &str = "no provisioning backend available — workspace requires either a \
+     Docker daemon (self-hosted) or an EC2 backend";
+
+/// The lifecycle service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    events: EventBus,
+    backend: Option<Arc<dyn Provisioner>>,
+    platform_url: String,
+    locks: Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>,
+    restarts: Mutex<HashMap<WorkspaceId, restart::State>>,
+}
+
+impl Lifecycle {
+    /// A service over this store and bus, with `backend` (or none: every provision fails
+    /// with [`NO_BACKEND`]).
+    pub fn new(
+        store: Store,
+        events: EventBus,
+        backend: Option<Arc<dyn Provisioner>>,
+        platform_url: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                backend,
+                platform_url,
+                locks: Mutex::new(HashMap::new()),
+                restarts: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Whether a backend is configured.
+    pub fn has_backend(&self) -> bool {
+        self.inner.backend.is_some()
+    }
+
+    /// The lock that serialises operations on one workspace.
+    fn lock_of(&self, id: WorkspaceId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(id).or_default().clone()
+    }
+
+    /// Forgets the per-workspace state of a removed workspace.
+    fn forget(&self, id: WorkspaceId) {
+        let mut locks = self
+            .inner
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.remove(&id);
+        drop(locks);
+        let mut restarts = self
+            .inner
+            .restarts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        restarts.remove(&id);
+    }
+}

@@ -1,0 +1,151 @@
+//! Starting a workspace: the provision request from the whole row, fresh credentials, the
+//! backend call, and `failed` with a canned reason when anything goes wrong.
+
+use molecule_domain::{EventType, Tier, WorkspaceId, WorkspaceStatus};
+use molecule_provisioner_api::{ProvisionRequest, SecretValue};
+use molecule_store::{StatusChange, Workspace};
+use serde_json::{Value, json};
+
+use super::{Lifecycle, NO_BACKEND};
+
+/// The reason stored when the backend refuses to start a workspace (backend text is only
+/// logged).
+pub(crate) const START_FAILED: &str = "workspace start failed";
+
+impl Lifecycle {
+    /// Provisions a workspace that is in `provisioning`, in the background; the returned
+    /// handle completes when the backend call has finished (tests and callers may await it).
+    pub fn spawn_provision(&self, id: WorkspaceId) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let lock = this.lock_of(id);
+            let _guard = lock.lock().await;
+            this.provision_locked(id).await;
+        })
+    }
+
+    /// Provisions under the caller's lock.
+    pub(crate) async fn provision_locked(&self, id: WorkspaceId) {
+        let store = &self.inner.store;
+        let ws = match store.workspaces().get(id).await {
+            Ok(Some(ws)) if ws.status == WorkspaceStatus::Provisioning => ws,
+            Ok(_) => return, // removed, paused or otherwise moved on meanwhile
+            Err(e) => {
+                tracing::error!(workspace = %id, error = %e, "provision: cannot read the workspace");
+                return;
+            }
+        };
+        let Some(backend) = self.inner.backend.clone() else {
+            self.mark_failed(id, NO_BACKEND, json!({ "error": NO_BACKEND }))
+                .await;
+            return;
+        };
+        let request = match self.request_for(&ws).await {
+            Ok(r) => r,
+            Err(reason) => {
+                self.mark_failed(id, reason, json!({ "error": reason }))
+                    .await;
+                return;
+            }
+        };
+        match backend.start(&request).await {
+            Ok(started) => {
+                let workspaces = store.workspaces();
+                if let Some(url) = started.agent_url.as_deref()
+                    && let Err(e) = workspaces.set_url(id, Some(url)).await
+                {
+                    tracing::error!(workspace = %id, error = %e, "provision: cannot store the agent URL");
+                }
+                if started.instance_id.is_some()
+                    && let Err(e) = workspaces
+                        .set_instance_id(id, started.instance_id.as_deref())
+                        .await
+                {
+                    tracing::error!(workspace = %id, error = %e, "provision: cannot store the instance id");
+                }
+                tracing::info!(workspace = %id, "provision: backend started the workspace");
+            }
+            Err(e) => {
+                tracing::error!(workspace = %id, error = %e, "provision: backend start failed");
+                self.mark_failed(id, START_FAILED, json!({ "error": START_FAILED }))
+                    .await;
+            }
+        }
+    }
+
+    /// Builds the request from the whole row, with a fresh auth token (all older ones are
+    /// revoked) and a fresh platform inbound secret.
+    async fn request_for(&self, ws: &Workspace) -> Result<ProvisionRequest, &'static str> {
+        let store = &self.inner.store;
+        let tokens = store.tokens();
+        let auth_token = match tokens.revoke_all(ws.id).await {
+            Ok(_) => match tokens.issue(ws.id).await {
+                Ok(issued) => Some(SecretValue::new(issued.token.expose())),
+                Err(e) => {
+                    tracing::error!(workspace = %ws.id, error = %e, "provision: cannot issue a token");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::error!(workspace = %ws.id, error = %e, "provision: cannot revoke old tokens");
+                None
+            }
+        };
+        let inbound = match molecule_store::random_token() {
+            Ok(secret) => match store.workspaces().set_inbound_secret(ws.id, &secret).await {
+                Ok(()) => Some(SecretValue::new(secret)),
+                Err(e) => {
+                    tracing::error!(workspace = %ws.id, error = %e, "provision: cannot store the inbound secret");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::error!(workspace = %ws.id, error = %e, "provision: no randomness");
+                None
+            }
+        };
+        Ok(ProvisionRequest {
+            workspace_id: ws.id,
+            name: ws.name.clone(),
+            role: ws.role.clone(),
+            tier: Tier::try_from(i64::from(ws.tier)).unwrap_or(Tier::DEFAULT),
+            runtime: ws.runtime.clone(),
+            parent_id: ws.parent_id,
+            model: None,
+            template: None,
+            workspace_dir: ws.workspace_dir.clone(),
+            workspace_access: ws.workspace_access,
+            platform_url: self.inner.platform_url.clone(),
+            env: Default::default(),
+            auth_token,
+            platform_inbound_secret: inbound,
+        })
+    }
+
+    /// Marks a workspace `failed` with `reason` (unless it was removed meanwhile) and
+    /// broadcasts `WORKSPACE_PROVISION_FAILED` with `payload`.
+    pub async fn mark_failed(&self, id: WorkspaceId, reason: &str, payload: Value) {
+        let result = self
+            .inner
+            .store
+            .workspaces()
+            .transition_with(
+                id,
+                WorkspaceStatus::Failed,
+                None,
+                &StatusChange::failed(reason),
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                self.inner
+                    .events
+                    .emit(EventType::WorkspaceProvisionFailed, Some(id), payload)
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(workspace = %id, error = %e, "not marked failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The sweeps that watch workspaces. Each is one pass, run periodically by a supervised loop.
+
+use molecule_domain::{Runtime, WorkspaceStatus};
+use molecule_provisioner_api::Running;
+use molecule_store::StoreError;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+use super::Lifecycle;
+
+impl Lifecycle {
+    /// Liveness: online or degraded workspaces with no heartbeat for `ttl` go offline
+    /// (external ones: awaiting_agent), and backend ones are restarted. Returns how many.
+    pub async fn sweep_liveness(&self, ttl: Duration) -> Result<usize, StoreError> {
+        let cutoff = OffsetDateTime::now_utc() - ttl;
+        let silent = self
+            .inner
+            .store
+            .workspaces()
+            .silent_since(
+                &[WorkspaceStatus::Online, WorkspaceStatus::Degraded],
+                cutoff,
+            )
+            .await?;
+        let mut changed = 0;
+        for ws in silent {
+            if self.went_offline(&ws).await? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Health: for online or degraded backend workspaces, ask the backend whether the compute
+    /// runs. Only a definite "no" marks a workspace offline (and restarts it); an unknown
+    /// answer changes nothing. Returns how many went offline.
+    pub async fn sweep_health(&self) -> Result<usize, StoreError> {
+        let Some(backend) = self.inner.backend.clone() else {
+            return Ok(0);
+        };
+        let live = self
+            .inner
+            .store
+            .workspaces()
+            .with_status(&[WorkspaceStatus::Online, WorkspaceStatus::Degraded])
+            .await?;
+        let mut changed = 0;
+        for ws in live.into_iter().filter(|w| w.runtime != Runtime::EXTERNAL) {
+            match backend.running(ws.id, ws.instance_id.as_deref()).await {
+                Running::Yes => {}
+                Running::Unknown(reason) => {
+                    tracing::debug!(workspace = %ws.id, %reason, "health: running state unknown");
+                }
+                Running::No => {
+                    if self.went_offline(&ws).await? {
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Provision timeout: workspaces provisioning for longer than `timeout` fail.
+    pub async fn sweep_provision_timeouts(&self, timeout: Duration) -> Result<usize, StoreError> {
+        let cutoff = OffsetDateTime::now_utc() - timeout;
+        let stuck = self
+            .inner
+            .store
+            .workspaces()
+            .silent_since(&[WorkspaceStatus::Provisioning], cutoff)
+            .await?;
+        let mut failed = 0;
+        for ws in stuck {
+            if ws.updated_at >= cutoff {
+                continue; // a heartbeat-less row that was touched recently
+            }
+            let secs = timeout.whole_seconds();
+            let reason =
+                format!("provisioning timed out after {secs}s: the agent never registered");
+            self.mark_failed(
+                ws.id,
+                &reason,
+                json!({
+                    "error": reason,
+                    "timeout_secs": secs,
+                    "runtime": ws.runtime,
+                    "source": "provision_timeout_sweep",
+                }),
+            )
+            .await;
+            failed += 1;
+        }
+        Ok(failed)
+    }
+}

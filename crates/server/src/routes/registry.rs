@@ -1,0 +1,326 @@
+//! The registry: agents register, heartbeat and update their cards (`a2a.md` §1.5–1.6).
+//! Registration never creates a workspace (Decision 2).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use molecule_domain::{DeliveryMode, EventType, WorkspaceId, WorkspaceStatus};
+use molecule_store::{Heartbeat, Workspace};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::body;
+use crate::app::AppState;
+use crate::auth;
+use crate::error::{ApiError, ApiResult, ok_json};
+
+/// The largest monthly spend a heartbeat may report, in cents.
+const MAX_SPEND: i64 = 1_000_000_000_000;
+
+fn parse_id(raw: Option<&str>) -> ApiResult<WorkspaceId> {
+    raw.and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid request body"))
+}
+
+#[derive(Debug, Deserialize)]
+struct Register {
+    id: Option<String>,
+    url: Option<String>,
+    agent_card: Option<Value>,
+    delivery_mode: Option<String>,
+}
+
+/// The platform inbound secret of a workspace, minted on first need.
+async fn inbound_secret(state: &AppState, id: WorkspaceId) -> Option<String> {
+    let workspaces = state.store.workspaces();
+    match workspaces.inbound_secret(id).await {
+        Ok(Some(s)) => return Some(s),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(workspace = %id, error = %e, "cannot read the inbound secret");
+            return None;
+        }
+    }
+    let secret = molecule_store::random_token().ok()?;
+    match workspaces.set_inbound_secret(id, &secret).await {
+        Ok(()) => Some(secret),
+        Err(e) => {
+            tracing::warn!(workspace = %id, error = %e, "cannot store the inbound secret");
+            None
+        }
+    }
+}
+
+/// `POST /registry/register`.
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: Register = body::json(&body, "invalid request body")?;
+    let id = parse_id(req.id.as_deref())?;
+    let card = req
+        .agent_card
+        .filter(|c| !c.is_null())
+        .ok_or_else(|| ApiError::bad_request("invalid request body"))?;
+    let requested_mode = match req.delivery_mode.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => Some(
+            m.parse::<DeliveryMode>()
+                .map_err(|_| ApiError::bad_request("delivery_mode must be 'push' or 'poll'"))?,
+        ),
+    };
+    auth::own_token_if_any(&state, &headers, id).await?;
+    let workspaces = state.store.workspaces();
+    let current: Workspace = workspaces
+        .get(id)
+        .await
+        .map_err(|e| ApiError::internal("registration failed", &e))?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let mode = requested_mode.unwrap_or(current.delivery_mode);
+    let url = req.url.filter(|u| !u.trim().is_empty());
+    if mode == DeliveryMode::Push {
+        let Some(u) = &url else {
+            return Err(ApiError::bad_request(
+                "url is required for push-mode workspaces",
+            ));
+        };
+        check_url(u)?;
+    }
+    // A URL the platform published on loopback (a local container's port) wins over the
+    // address the agent sees from inside its container.
+    let kept = current
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("http://127.0.0.1"))
+        .map(str::to_owned);
+    let stored_url = kept.or(url);
+    workspaces
+        .record_registration(id, stored_url.as_deref(), &card, mode)
+        .await
+        .map_err(|e| ApiError::internal("registration failed", &e))?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    use WorkspaceStatus::*;
+    match workspaces
+        .transition(
+            id,
+            Online,
+            Some(&[Provisioning, Online, Degraded, Offline, AwaitingAgent]),
+        )
+        .await
+    {
+        Ok(_) => {
+            state
+                .events
+                .emit(
+                    EventType::WorkspaceOnline,
+                    Some(id),
+                    json!({ "url": stored_url.unwrap_or_default(), "agent_card": card, "delivery_mode": mode }),
+                )
+                .await;
+        }
+        Err(e) => {
+            tracing::info!(workspace = %id, error = %e, "registered without a status change");
+        }
+    }
+    let mut reply = Map::new();
+    reply.insert("status".into(), json!("registered"));
+    reply.insert("delivery_mode".into(), json!(mode));
+    match state.store.tokens().count_live(id).await {
+        Ok(0) => match state.store.tokens().issue(id).await {
+            Ok(t) => {
+                reply.insert("auth_token".into(), json!(t.token.expose()));
+            }
+            Err(e) => tracing::error!(workspace = %id, error = %e, "cannot issue the first token"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::error!(workspace = %id, error = %e, "cannot count tokens"),
+    }
+    if let Some(secret) = inbound_secret(&state, id).await {
+        reply.insert("platform_inbound_secret".into(), json!(secret));
+    }
+    Ok(ok_json(StatusCode::OK, Value::Object(reply)))
+}
+
+/// The shape check of an agent URL (the address policy arrives with the A2A proxy).
+fn check_url(url: &str) -> ApiResult<()> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    if scheme != "http" && scheme != "https" {
+        return Err(ApiError::bad_request(format!(
+            "url scheme must be http or https, got \"{scheme}\""
+        )));
+    }
+    let rest = &url[scheme.len() + 3..];
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(ApiError::bad_request("url is not valid: missing host"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+struct HeartbeatBody {
+    workspace_id: Option<String>,
+    #[serde(default)]
+    error_rate: f64,
+    #[serde(default)]
+    sample_error: String,
+    #[serde(default)]
+    active_tasks: i64,
+    #[serde(default)]
+    uptime_seconds: i64,
+    #[serde(default)]
+    current_task: String,
+    #[serde(default)]
+    monthly_spend: i64,
+    #[serde(default)]
+    runtime_state: String,
+    runtime_metadata: Option<RuntimeMetadata>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RuntimeMetadata {
+    #[serde(default)]
+    capabilities: std::collections::HashMap<String, bool>,
+}
+
+fn clamp_i32(n: i64) -> i32 {
+    i32::try_from(n.max(0)).unwrap_or(i32::MAX)
+}
+
+/// `POST /registry/heartbeat`.
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let hb: HeartbeatBody = body::json(&body, "invalid request body")?;
+    let id = parse_id(hb.workspace_id.as_deref())?;
+    auth::own_token_if_any(&state, &headers, id).await?;
+    let record = Heartbeat {
+        error_rate: hb.error_rate,
+        sample_error: Some(hb.sample_error.clone()).filter(|s| !s.is_empty()),
+        active_tasks: clamp_i32(hb.active_tasks),
+        uptime_seconds: clamp_i32(hb.uptime_seconds),
+        current_task: Some(hb.current_task.clone()).filter(|s| !s.is_empty()),
+        monthly_spend: Some(hb.monthly_spend.clamp(0, MAX_SPEND)).filter(|s| *s > 0),
+    };
+    let before = state
+        .store
+        .workspaces()
+        .record_heartbeat(id, &record)
+        .await
+        .map_err(|e| ApiError::internal("failed to update", &e))?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let status_mgmt = hb
+        .runtime_metadata
+        .as_ref()
+        .and_then(|m| m.capabilities.get("status_mgmt").copied())
+        .unwrap_or(false);
+    evaluate_status(&state, &before, &hb, status_mgmt).await;
+    if before.current_task.clone().unwrap_or_default() != hb.current_task {
+        state
+            .events
+            .emit(
+                EventType::TaskUpdated,
+                Some(id),
+                json!({ "current_task": hb.current_task, "active_tasks": record.active_tasks }),
+            )
+            .await;
+    }
+    state
+        .events
+        .emit(
+            EventType::WorkspaceHeartbeat,
+            Some(id),
+            json!({ "active_tasks": record.active_tasks, "uptime_seconds": record.uptime_seconds }),
+        )
+        .await;
+    let mut reply = Map::new();
+    reply.insert("status".into(), json!("ok"));
+    if let Some(secret) = inbound_secret(&state, id).await {
+        reply.insert("platform_inbound_secret".into(), json!(secret));
+    }
+    Ok(ok_json(StatusCode::OK, Value::Object(reply)))
+}
+
+/// The status changes a heartbeat causes (`a2a.md` §1.6).
+async fn evaluate_status(
+    state: &AppState,
+    before: &Workspace,
+    hb: &HeartbeatBody,
+    status_mgmt: bool,
+) {
+    use WorkspaceStatus::*;
+    let id = before.id;
+    let workspaces = state.store.workspaces();
+    let sample = hb.sample_error.clone();
+    let (to, payload) = match before.status {
+        Online if hb.runtime_state == "wedged" => (
+            Degraded,
+            json!({ "runtime_state": "wedged", "sample_error": sample }),
+        ),
+        Online if !status_mgmt && hb.error_rate >= 0.5 => (
+            Degraded,
+            json!({ "error_rate": hb.error_rate, "sample_error": sample }),
+        ),
+        Degraded if !status_mgmt && hb.error_rate < 0.1 && hb.runtime_state.is_empty() => {
+            (Online, json!({}))
+        }
+        Offline => (Online, json!({})),
+        Provisioning => (Online, json!({ "recovered_from": "provisioning" })),
+        AwaitingAgent => (Online, json!({ "recovered_from": "awaiting_agent" })),
+        _ => return,
+    };
+    match workspaces.transition(id, to, Some(&[before.status])).await {
+        Ok(_) => {
+            let event = if to == Online {
+                EventType::WorkspaceOnline
+            } else {
+                EventType::WorkspaceDegraded
+            };
+            state.events.emit(event, Some(id), payload).await;
+        }
+        Err(e) => tracing::debug!(workspace = %id, error = %e, "heartbeat: no status change"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateCard {
+    workspace_id: Option<String>,
+    agent_card: Option<Value>,
+}
+
+/// `POST /registry/update-card`.
+pub(crate) async fn update_card(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: UpdateCard = body::json(&body, "invalid request body")?;
+    let id = parse_id(req.workspace_id.as_deref())?;
+    let card = req
+        .agent_card
+        .filter(|c| !c.is_null())
+        .ok_or_else(|| ApiError::bad_request("invalid request body"))?;
+    auth::own_token_if_any(&state, &headers, id).await?;
+    let found = state
+        .store
+        .workspaces()
+        .set_agent_card(id, &card)
+        .await
+        .map_err(|e| ApiError::internal("failed to update card", &e))?;
+    if !found {
+        return Err(ApiError::not_found("workspace not found"));
+    }
+    state
+        .events
+        .emit(
+            EventType::AgentCardUpdated,
+            Some(id),
+            json!({ "agent_card": card }),
+        )
+        .await;
+    Ok(ok_json(StatusCode::OK, json!({ "status": "updated" })))
+}

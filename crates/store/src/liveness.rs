@@ -1,0 +1,167 @@
+//! What agents report about themselves: registration, heartbeats and agent cards, and the
+//! queries of the sweepers that watch them.
+
+use molecule_domain::{DeliveryMode, WorkspaceId, WorkspaceStatus};
+use serde_json::Value;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+
+use crate::StoreError;
+use crate::db::Sql;
+use crate::types::{DbText, DbTime, DbUuid};
+use crate::workspaces::{COLUMNS, Row, Workspace, Workspaces, select_one};
+
+/// The fields of one heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heartbeat {
+    /// Share of failed tasks.
+    pub error_rate: f64,
+    /// Last error text.
+    pub sample_error: Option<String>,
+    /// Tasks in progress.
+    pub active_tasks: i32,
+    /// Agent uptime.
+    pub uptime_seconds: i32,
+    /// What the agent is doing.
+    pub current_task: Option<String>,
+    /// Spend this month in cents; `None` (or 0) leaves the stored value.
+    pub monthly_spend: Option<i64>,
+}
+
+impl Workspaces<'_> {
+    /// Writes a heartbeat into a live workspace and returns the row as it was before, or
+    /// `None` if there is no live workspace with this id.
+    pub async fn record_heartbeat(
+        &self,
+        id: WorkspaceId,
+        hb: &Heartbeat,
+    ) -> Result<Option<Workspace>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let Some(before) = select_one(&mut tx, id, true)
+            .await?
+            .filter(|w| !w.status.is_removed())
+        else {
+            return Ok(None);
+        };
+        let sql = Sql::same(
+            "UPDATE workspaces SET last_heartbeat_at = $2, last_error_rate = $3, \
+             last_sample_error = $4, active_tasks = $5, uptime_seconds = $6, current_task = $7, \
+             monthly_spend = COALESCE($8, monthly_spend), updated_at = $2 WHERE id = $1",
+        );
+        db_query!(
+            tx.exec(), query, sql,
+            DbUuid::from(id),
+            DbTime::now(),
+            hb.error_rate,
+            hb.sample_error.clone(),
+            hb.active_tasks,
+            hb.uptime_seconds,
+            hb.current_task.clone(),
+            hb.monthly_spend.filter(|s| *s > 0);
+            execute
+        )?;
+        tx.commit().await?;
+        Ok(Some(before))
+    }
+
+    /// Records a registration (URL, agent card, delivery mode, a heartbeat) on a live
+    /// workspace and returns the row as it was before; `None` if there is no live workspace.
+    /// Registration never creates a workspace.
+    pub async fn record_registration(
+        &self,
+        id: WorkspaceId,
+        url: Option<&str>,
+        agent_card: &Value,
+        delivery_mode: DeliveryMode,
+    ) -> Result<Option<Workspace>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let Some(before) = select_one(&mut tx, id, true)
+            .await?
+            .filter(|w| !w.status.is_removed())
+        else {
+            return Ok(None);
+        };
+        let sql = Sql::same(
+            "UPDATE workspaces SET url = $2, agent_card = $3, delivery_mode = $4, \
+             last_heartbeat_at = $5, updated_at = $5 WHERE id = $1",
+        );
+        db_query!(
+            tx.exec(), query, sql,
+            DbUuid::from(id),
+            url.map(str::to_owned),
+            Json(agent_card),
+            DbText(delivery_mode),
+            DbTime::now();
+            execute
+        )?;
+        tx.commit().await?;
+        Ok(Some(before))
+    }
+
+    /// Replaces the agent card; `false` if there is no such workspace.
+    pub async fn set_agent_card(&self, id: WorkspaceId, card: &Value) -> Result<bool, StoreError> {
+        let sql = Sql::same("UPDATE workspaces SET agent_card = $2, updated_at = $3 WHERE id = $1");
+        let n = db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(id), Json(card), DbTime::now();
+            execute
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Workspaces in one of `statuses` whose last sign of life (heartbeat, else the last row
+    /// change) is older than `cutoff`.
+    pub async fn silent_since(
+        &self,
+        statuses: &[WorkspaceStatus],
+        cutoff: OffsetDateTime,
+    ) -> Result<Vec<Workspace>, StoreError> {
+        let list = statuses
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = Sql::same(
+            "SELECT __COLUMNS__ FROM workspaces WHERE status IN (__LIST__) \
+             AND COALESCE(last_heartbeat_at, updated_at) < $1 ORDER BY created_at, id",
+        )
+        .replace("__COLUMNS__", COLUMNS)
+        .replace("__LIST__", if list.is_empty() { "NULL" } else { &list });
+        let rows: Vec<Row> =
+            db_query!(self.db.exec(), query_as::<Row>, sql, DbTime(cutoff); fetch_all)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Workspaces in one of `statuses`, oldest first.
+    pub async fn with_status(
+        &self,
+        statuses: &[WorkspaceStatus],
+    ) -> Result<Vec<Workspace>, StoreError> {
+        self.silent_since(
+            statuses,
+            OffsetDateTime::now_utc() + time::Duration::days(36_500),
+        )
+        .await
+    }
+
+    /// The platform's inbound secret of a workspace, if one was minted.
+    pub async fn inbound_secret(&self, id: WorkspaceId) -> Result<Option<String>, StoreError> {
+        let sql = Sql::same("SELECT platform_inbound_secret FROM workspaces WHERE id = $1");
+        let v: Option<Option<String>> = db_query!(
+            self.db.exec(), query_scalar::<Option<String>>, sql, DbUuid::from(id);
+            fetch_optional
+        )?;
+        Ok(v.flatten().filter(|s| !s.is_empty()))
+    }
+
+    /// Stores a new inbound secret.
+    pub async fn set_inbound_secret(
+        &self,
+        id: WorkspaceId,
+        secret: &str,
+    ) -> Result<(), StoreError> {
+        let sql = Sql::same("UPDATE workspaces SET platform_inbound_secret = $2 WHERE id = $1");
+        db_query!(self.db.exec(), query, sql, DbUuid::from(id), secret.to_owned(); execute)?;
+        Ok(())
+    }
+}

@@ -227,6 +227,13 @@ impl TestServer {
         reply["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Creates a workspace without credentials (dev mode) and returns its id.
+    pub async fn create_dev(&self, body: Value) -> WorkspaceId {
+        let (status, reply) = self.call("POST", "/workspaces", None, Some(body)).await;
+        assert_eq!(status, 201, "{reply}");
+        reply["id"].as_str().unwrap().parse().unwrap()
+    }
+
     /// The stored status of a workspace.
     pub async fn status_of(&self, id: WorkspaceId) -> molecule_domain::WorkspaceStatus {
         self.state

@@ -1,0 +1,159 @@
+//! Walks the whole route table in strict mode: every guarded route refuses a missing
+//! credential, a token of another workspace, and (on admin routes) a workspace token, and
+//! accepts the right credential. In dev mode the guards let everything through.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::{ADMIN, Options, TestServer};
+use molecule_server::app::{Guard, ROUTES};
+use molecule_store::testing::TestStore;
+use serde_json::json;
+
+on_both_backends!(strict_mode_matrix, dev_mode_lets_everything_through);
+
+fn concrete(path: &str, id: &str) -> String {
+    path.replace("{id}", id)
+        .replace("{token_id}", &uuid::Uuid::new_v4().to_string())
+}
+
+async fn strict_mode_matrix(db: TestStore) {
+    let s = TestServer::start(
+        db,
+        Options {
+            backend: true,
+            dev: false,
+        },
+    )
+    .await;
+    let target = s.create(json!({"name": "target"})).await;
+    let other = s.create(json!({"name": "other"})).await;
+    let target_token = s.state.store.tokens().issue(target).await.unwrap().token;
+    let other_token = s.state.store.tokens().issue(other).await.unwrap().token;
+    let id = target.to_string();
+    // The workspace's own token passes its workspace routes (checked first: the matrix below
+    // deletes the workspace with the admin token).
+    for (method, template, guard) in ROUTES {
+        if *guard != Guard::Workspace || *method != "GET" {
+            continue;
+        }
+        let fresh = s.state.store.tokens().issue(target).await.unwrap().token;
+        let (status, reply) = s
+            .call(method, &concrete(template, &id), Some(fresh.expose()), None)
+            .await;
+        assert!(
+            status != 401 && status != 403,
+            "{method} {template} with its own token: {status} {reply}"
+        );
+    }
+    let mut checked = 0;
+    for (method, template, guard) in ROUTES {
+        let path = concrete(template, &id);
+        let body = match *template {
+            "/registry/register" => {
+                Some(json!({"id": id, "url": "http://a.test:1", "agent_card": {}}))
+            }
+            "/registry/heartbeat" => Some(json!({"workspace_id": id})),
+            "/registry/update-card" => Some(json!({"workspace_id": id, "agent_card": {}})),
+            _ if *method == "GET" || *method == "DELETE" => None,
+            _ => Some(json!({})),
+        };
+        let call = async |token: Option<&str>| s.call(method, &path, token, body.clone()).await;
+        let refused = |status: u16| status == 401 || status == 403;
+        match guard {
+            Guard::Public => {
+                let (status, reply) = call(None).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} is public: {status} {reply}"
+                );
+            }
+            Guard::Admin => {
+                let (status, reply) = call(None).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template} without credentials: {reply}"
+                );
+                assert_eq!(reply["error"], "admin auth required");
+                let (status, reply) = call(Some(target_token.expose())).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template} with a workspace token: {reply}"
+                );
+                assert_eq!(reply["error"], "invalid admin auth token");
+                let (status, reply) = call(Some(ADMIN)).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} with the admin token: {status} {reply}"
+                );
+            }
+            Guard::Workspace => {
+                let (status, reply) = call(None).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template} without credentials: {reply}"
+                );
+                assert_eq!(reply["error"], "missing workspace auth token");
+                let (status, reply) = call(Some(other_token.expose())).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template} with another workspace's token: {reply}"
+                );
+                assert_eq!(reply["error"], "invalid workspace auth token");
+                let (status, reply) = call(Some(ADMIN)).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} with the admin token: {status} {reply}"
+                );
+            }
+            Guard::OwnTokenInBody => {
+                let (status, _) = call(None).await;
+                assert_eq!(status, 401, "{method} {template} without credentials");
+                let (status, _) = call(Some(other_token.expose())).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template} with another workspace's token"
+                );
+                let (status, _) = call(Some(ADMIN)).await;
+                assert_eq!(
+                    status, 401,
+                    "{method} {template}: the admin token is not the agent's"
+                );
+            }
+            Guard::TestToken => {
+                let (status, _) = call(None).await;
+                assert_eq!(status, 401);
+                let (status, _) = call(Some(target_token.expose())).await;
+                assert_eq!(status, 401, "a workspace token is never admin");
+                let (status, _) = call(Some(ADMIN)).await;
+                assert_eq!(status, 200);
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, ROUTES.len());
+}
+
+async fn dev_mode_lets_everything_through(db: TestStore) {
+    let s = TestServer::start(
+        db,
+        Options {
+            backend: true,
+            dev: true,
+        },
+    )
+    .await;
+    let target = s.create_dev(json!({"name": "target"})).await;
+    for (method, template, guard) in ROUTES {
+        if *guard == Guard::OwnTokenInBody {
+            continue;
+        }
+        let path = concrete(template, &target.to_string());
+        let body = (*method != "GET" && *method != "DELETE").then(|| json!({}));
+        let (status, reply) = s.call(method, &path, None, body).await;
+        assert!(
+            status != 401 && status != 403,
+            "{method} {template} in dev mode: {status} {reply}"
+        );
+    }
+}

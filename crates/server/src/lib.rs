@@ -52,9 +52,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let signals = shutdown::Signals::install()?;
     tracing::info!("listening on http://{local}");
     let state = AppState::with_backend(store.clone(), security, None, config.platform_url());
-    let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;
+    let result = shutdown::serve(listener, app::router(state), signals, DRAIN_DEADLINE).await;
     store.close().await;
     result
 }

@@ -11,11 +11,12 @@ use tokio::net::TcpListener;
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
+    signals: Signals,
     deadline: Duration,
 ) -> anyhow::Result<()> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutdown signal received: draining requests");
         let _ = signalled_tx.send(());
     });
@@ -32,25 +33,39 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// The shutdown signals, registered up front: a SIGTERM that arrives before the server is
+/// polled must still be a graceful stop, not the default kill.
+pub(crate) struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now.
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+        })
+    }
+
+    /// Completes on SIGTERM or Ctrl-C.
+    async fn wait(mut self) {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(unix)]
+        let term = async {
+            self.term.recv().await;
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

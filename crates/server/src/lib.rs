@@ -11,6 +11,7 @@ pub mod events;
 pub mod logging;
 mod routes;
 mod shutdown;
+pub mod supervisor;
 
 use std::net::SocketAddr;
 

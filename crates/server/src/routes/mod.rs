@@ -1,3 +1,4 @@
 //! HTTP handlers, one module per area of the API.
 
+pub(crate) mod admin;
 pub(crate) mod system;

@@ -36,6 +36,8 @@ pub const TEST_ONLY: &[&str] = &["molecule-testkit"];
 /// Third-party crates that must stay in their layer. A name ending in `-` is a prefix.
 pub const CONFINED: &[(&str, &[&str])] = &[
     ("axum", &["molecule-server"]),
+    ("tower-http", &["molecule-server"]),
+    ("prometheus-client", &["molecule-server"]),
     ("sqlx", &["molecule-store"]),
     ("bollard", &["molecule-provisioner-api"]),
     ("aws-sdk-", &["molecule-provisioner-api"]),

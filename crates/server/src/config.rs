@@ -58,9 +58,9 @@ pub struct Config {
     #[arg(long, env = "MOLECULE_ENABLE_TEST_TOKENS")]
     pub enable_test_tokens: Option<String>,
 
-    /// Global requests per minute per client IP.
-    #[arg(long, env = "RATE_LIMIT", default_value_t = 600)]
-    pub rate_limit: i64,
+    /// Global requests per minute per client IP (default 600; non-positive or invalid: 600).
+    #[arg(long = "rate-limit", env = "RATE_LIMIT")]
+    pub rate_limit_text: Option<String>,
 
     /// Allowed browser origins, comma-separated.
     #[arg(
@@ -106,6 +106,11 @@ impl Config {
     /// Whether the test-token route exists: dev mode, or `MOLECULE_ENABLE_TEST_TOKENS=1`.
     pub fn test_tokens_enabled(&self) -> bool {
         self.dev_mode() || self.enable_test_tokens.as_deref() == Some("1")
+    }
+
+    /// The global requests per minute per client IP: `RATE_LIMIT` if a positive integer, else 600.
+    pub fn rate_limit(&self) -> u32 {
+        crate::middleware::rate_limit::parse_rate_limit(self.rate_limit_text.as_deref())
     }
 
     /// The URL workspaces use to reach the platform.

@@ -8,10 +8,14 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
+pub mod middleware;
 mod routes;
 mod shutdown;
+pub mod supervisor;
 
 use std::net::SocketAddr;
 
@@ -19,11 +23,14 @@ use anyhow::Context;
 use molecule_store::{DatabaseUrl, Store};
 use tokio::net::TcpListener;
 
-use crate::app::AppState;
+use crate::app::{AppState, HttpSettings};
 use crate::config::Config;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long background loops may take to stop after a shutdown signal.
+pub const LOOPS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the server until a shutdown signal, with everything set up from `config`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -54,8 +61,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
     tracing::info!("listening on http://{local}");
-    let state = AppState::with_backend(store.clone(), security, None, config.platform_url());
-    let result = shutdown::serve(listener, app::router(state), signals, DRAIN_DEADLINE).await;
+    let state = AppState::with_backend(store.clone(), security, None, config.platform_url())
+        .with_http(HttpSettings::from_config(&config));
+    app::spawn_background(&state);
+    lifecycle::sweeps::spawn_all(&state, &config);
+    let supervisor = state.supervisor.clone();
+    let result = shutdown::serve(
+        listener,
+        app::router(state),
+        signals,
+        DRAIN_DEADLINE,
+        &supervisor,
+    )
+    .await;
+    supervisor.stop(LOOPS_DEADLINE).await;
     store.close().await;
     result
 }

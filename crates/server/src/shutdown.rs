@@ -1,23 +1,31 @@
 //! Serving until SIGTERM or Ctrl-C, then draining in-flight requests within a deadline.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
-/// Serves `app` on `listener` until a shutdown signal; then stops accepting, lets in-flight
+use crate::supervisor::Supervisor;
+
+/// Serves `app` on `listener` (with each connection's peer address as `ConnectInfo`) until a
+/// shutdown signal; then tells `supervisor`'s loops to stop, stops accepting, lets in-flight
 /// requests finish for at most `deadline`, and returns.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     signals: Signals,
     deadline: Duration,
+    supervisor: &Supervisor,
 ) -> anyhow::Result<()> {
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let supervisor = supervisor.clone();
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         signals.wait().await;
         tracing::info!("shutdown signal received: draining requests");
+        supervisor.shutdown();
         let _ = signalled_tx.send(());
     });
     let mut server = std::pin::pin!(server.into_future());

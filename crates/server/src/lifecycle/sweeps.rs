@@ -94,3 +94,53 @@ impl Lifecycle {
         Ok(failed)
     }
 }
+
+/// How often the liveness sweep runs.
+pub const LIVENESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often the health sweep asks the backend.
+pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often the provision-timeout sweep runs.
+pub const PROVISION_TIMEOUT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Starts the supervised sweep loops: `liveness-monitor`, `health-sweep` and
+/// `provision-timeout-sweep`, each reporting its last tick on `/admin/liveness`.
+pub fn spawn_all(state: &crate::app::AppState, config: &crate::config::Config) {
+    let ttl = Duration::seconds(i64::try_from(config.liveness_ttl_seconds).unwrap_or(i64::MAX));
+    let timeout =
+        Duration::seconds(i64::try_from(config.provision_timeout_seconds).unwrap_or(i64::MAX));
+    let lifecycle = state.lifecycle.clone();
+    state
+        .supervisor
+        .spawn_loop("liveness-monitor", LIVENESS_EVERY, move || {
+            let lifecycle = lifecycle.clone();
+            async move {
+                if let Err(e) = lifecycle.sweep_liveness(ttl).await {
+                    tracing::error!(error = %e, "liveness sweep failed");
+                }
+            }
+        });
+    let lifecycle = state.lifecycle.clone();
+    state
+        .supervisor
+        .spawn_loop("health-sweep", HEALTH_EVERY, move || {
+            let lifecycle = lifecycle.clone();
+            async move {
+                if let Err(e) = lifecycle.sweep_health().await {
+                    tracing::error!(error = %e, "health sweep failed");
+                }
+            }
+        });
+    let lifecycle = state.lifecycle.clone();
+    state.supervisor.spawn_loop(
+        "provision-timeout-sweep",
+        PROVISION_TIMEOUT_EVERY,
+        move || {
+            let lifecycle = lifecycle.clone();
+            async move {
+                if let Err(e) = lifecycle.sweep_provision_timeouts(timeout).await {
+                    tracing::error!(error = %e, "provision-timeout sweep failed");
+                }
+            }
+        },
+    );
+}

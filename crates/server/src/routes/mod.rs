@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area of the API.
 
+pub(crate) mod admin;
 pub(crate) mod registry;
 pub(crate) mod system;
 pub(crate) mod tokens;

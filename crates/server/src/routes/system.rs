@@ -1,8 +1,14 @@
-//! System routes: health, build information, and the JSON 404.
+//! System routes: health, build information, metrics, and the plain-text 404.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::error::ApiError;
 
 /// `GET /health`: the process is up and serving.
 pub(crate) async fn health() -> Json<Value> {
@@ -17,7 +23,75 @@ pub(crate) async fn buildinfo() -> Json<Value> {
     }))
 }
 
-/// Any unknown route: the reference's plain-text 404, which clients may match on.
+/// `GET /metrics`: every series in the Prometheus (OpenMetrics) text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal("failed to encode metrics", &e).into_response(),
+    }
+}
+
+/// Any unknown route, and a known path with a method it does not have: the reference's
+/// plain-text 404, which clients may match on.
 pub(crate) async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// Drops the `Allow` header axum puts on a wrong-method answer: that answer is the plain 404.
+pub(crate) async fn no_allow_on_404(request: Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::NOT_FOUND {
+        response.headers_mut().remove(header::ALLOW);
+    }
+    response
+}
+
+/// Marks a probe answer: a route (path and method) exists.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RouteExists;
+
+/// The probe router's route layer: answers at once, without running guards or handlers.
+pub(crate) async fn probe_marker() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.extensions_mut().insert(RouteExists);
+    response
+}
+
+/// The fallback: a path with a trailing slash whose slash-less form is a route for this method
+/// is redirected there (301 for GET, 307 otherwise, the query kept); anything else is the
+/// plain-text 404. `probe` is the router with [`probe_marker`] as its route layer.
+pub(crate) async fn fallback(probe: axum::Router, request: Request) -> Response {
+    use tower::ServiceExt;
+
+    let path = request.uri().path();
+    if let Some(target) = path.strip_suffix('/').filter(|t| !t.is_empty()) {
+        let location = match request.uri().query() {
+            Some(query) => format!("{target}?{query}"),
+            None => target.to_owned(),
+        };
+        let probe_request = Request::builder()
+            .method(request.method().clone())
+            .uri(&location)
+            .body(Body::empty());
+        if let Ok(probe_request) = probe_request
+            && let Ok(answer) = probe.oneshot(probe_request).await
+            && answer.extensions().get::<RouteExists>().is_some()
+            && let Ok(location) = HeaderValue::from_str(&location)
+        {
+            let status = if request.method() == Method::GET {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::TEMPORARY_REDIRECT
+            };
+            return (status, [(header::LOCATION, location)]).into_response();
+        }
+    }
+    not_found().await.into_response()
 }

@@ -28,6 +28,8 @@ fn command(cwd: &Path) -> Command {
         .env_remove("MOLECULE_HOST")
         .env_remove("PORT")
         .env_remove("MOLECULE_LOG_FORMAT")
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("MOLECULE_ENV")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -332,6 +334,41 @@ async fn starts_on_postgres_when_database_url_names_it() {
     );
     let resp = reqwest::get(server.url("/health")).await.unwrap();
     assert_eq!(resp.status(), 200);
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+#[test]
+fn a_generated_admin_token_guards_admin_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env_remove("ADMIN_TOKEN")
+        .env_remove("MOLECULE_ENV")
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    let file = dir.path().join("data/admin_token");
+    let token = std::fs::read_to_string(&file).expect("the generated admin token file");
+    assert_eq!(token.trim().len(), 43);
+    assert!(
+        !server.log.iter().any(|l| l.contains(token.trim())),
+        "the token value reached the log"
+    );
+    assert!(server.log.iter().any(|l| l.contains("admin_token")));
+    block_on(async {
+        let http = reqwest::Client::new();
+        let url = server.url("/admin/liveness");
+        let refused = http.get(&url).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+        let ok = http
+            .get(&url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let body: serde_json::Value = ok.json().await.unwrap();
+        assert!(body["subsystems"].is_object(), "{body}");
+    });
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }

@@ -10,6 +10,8 @@
 mod db;
 mod error;
 mod events;
+mod hierarchy;
+mod listen;
 mod migrate;
 mod tokens;
 mod types;
@@ -21,6 +23,8 @@ pub mod testing;
 
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
+pub use hierarchy::MAX_ANCESTOR_HOPS;
+pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
 pub use workspaces::{NewWorkspace, Transition, Workspace, WorkspaceUpdate, Workspaces};
@@ -71,6 +75,15 @@ impl Store {
     /// The workspace auth tokens repository.
     pub fn tokens(&self) -> WorkspaceTokens<'_> {
         WorkspaceTokens::new(&self.db)
+    }
+
+    /// A listener on the notification `channel`, on PostgreSQL; `None` on SQLite, which has
+    /// no other process to hear from.
+    pub async fn event_listener(&self, channel: &str) -> Result<Option<EventListener>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => Ok(Some(EventListener::connect(p, channel).await?)),
+            Db::Sqlite(_) => Ok(None),
+        }
     }
 
     /// Closes every pooled connection.

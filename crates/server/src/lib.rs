@@ -53,7 +53,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     tracing::info!("listening on http://{local}");
     let state = AppState::new(store.clone(), security);
-    let result = shutdown::serve(listener, app::router(state), DRAIN_DEADLINE).await;
+    let replicas = state.events.start_listener();
+    let result = shutdown::serve(listener, app::router(state.clone()), DRAIN_DEADLINE).await;
+    state.events.close_clients();
+    replicas.stop().await;
     store.close().await;
     result
 }

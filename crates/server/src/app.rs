@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(routes::system::health))
         .route("/buildinfo", get(routes::system::buildinfo))
+        .merge(routes::events::router(&state))
         .fallback(routes::system::not_found)
         .with_state(state)
 }

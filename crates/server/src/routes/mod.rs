@@ -1,3 +1,4 @@
 //! HTTP handlers, one module per area of the API.
 
+pub(crate) mod events;
 pub(crate) mod system;

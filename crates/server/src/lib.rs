@@ -51,10 +51,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    tracing::info!("listening on http://{local}");
     let state = AppState::new(store.clone(), security);
     let replicas = state.events.start_listener();
-    let result = shutdown::serve(listener, app::router(state.clone()), DRAIN_DEADLINE).await;
+    let signals = shutdown::Signals::install();
+    tracing::info!("listening on http://{local}");
+    let result = shutdown::serve(
+        listener,
+        app::router(state.clone()),
+        DRAIN_DEADLINE,
+        signals,
+    )
+    .await;
     state.events.close_clients();
     replicas.stop().await;
     store.close().await;

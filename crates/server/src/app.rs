@@ -142,6 +142,12 @@ pub enum Guard {
     OwnTokenInBody,
     /// The test-token route: exists only when enabled; the admin token outside dev mode.
     TestToken,
+    /// The caller (`X-Workspace-ID`, or the workspace in the path) must present its own
+    /// token if it has any; the communication rules decide the rest. Checked in the handler.
+    CallerToken,
+    /// `GET /ws`: canvas clients need the admin token (header or `?token=`), workspace
+    /// clients (`X-Workspace-ID`) their own token if they have any; checked in the handler.
+    WebSocket,
 }
 
 /// The route table: method, path and guard of every route. The router is built from it, so
@@ -180,11 +186,18 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("POST", "/registry/register", Guard::OwnTokenInBody),
     ("POST", "/registry/heartbeat", Guard::OwnTokenInBody),
     ("POST", "/registry/update-card", Guard::OwnTokenInBody),
+    ("GET", "/registry/discover/{id}", Guard::CallerToken),
+    ("GET", "/registry/{id}/peers", Guard::CallerToken),
+    ("POST", "/registry/check-access", Guard::Public),
+    ("GET", "/events", Guard::Admin),
+    ("GET", "/events/{workspace_id}", Guard::Admin),
+    ("GET", "/workspaces/{id}/events/stream", Guard::Workspace),
+    ("GET", "/ws", Guard::WebSocket),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
-    use routes::{admin, registry, system, tokens, workspaces};
+    use routes::{admin, discovery, events, registry, system, tokens, workspaces};
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
         ("GET", "/buildinfo") => get(system::buildinfo),
@@ -211,6 +224,13 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("POST", "/registry/register") => post(registry::register),
         ("POST", "/registry/heartbeat") => post(registry::heartbeat),
         ("POST", "/registry/update-card") => post(registry::update_card),
+        ("GET", "/registry/discover/{id}") => get(discovery::discover),
+        ("GET", "/registry/{id}/peers") => get(discovery::peers),
+        ("POST", "/registry/check-access") => post(discovery::check_access),
+        ("GET", "/events") => get(events::list_all),
+        ("GET", "/events/{workspace_id}") => get(events::list_one),
+        ("GET", "/workspaces/{id}/events/stream") => get(events::stream),
+        ("GET", "/ws") => get(events::ws),
         _ => return None,
     })
 }
@@ -230,7 +250,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         match guard {
             Guard::Admin => admin = admin.route(path, h),
             Guard::Workspace => workspace = workspace.route(path, h),
-            Guard::Public | Guard::OwnTokenInBody | Guard::TestToken => {
+            Guard::Public
+            | Guard::OwnTokenInBody
+            | Guard::TestToken
+            | Guard::WebSocket
+            | Guard::CallerToken => {
                 public = public.route(path, h);
             }
         }

@@ -24,6 +24,7 @@ pub struct Security {
     dev_mode: bool,
     admin_token: Option<String>,
     test_tokens: bool,
+    ws_origins: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Security {
@@ -32,6 +33,7 @@ impl std::fmt::Debug for Security {
             .field("dev_mode", &self.dev_mode)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("test_tokens", &self.test_tokens)
+            .field("ws_origins", &self.ws_origins)
             .finish()
     }
 }
@@ -54,6 +56,7 @@ impl Security {
             dev_mode: true,
             admin_token: None,
             test_tokens: true,
+            ws_origins: None,
         }
     }
 
@@ -63,6 +66,7 @@ impl Security {
             dev_mode: false,
             admin_token: Some(admin_token),
             test_tokens,
+            ws_origins: None,
         }
     }
 
@@ -70,7 +74,7 @@ impl Security {
     /// and kept in `<data_dir>/admin_token` (0600). Logs where it is, never its value.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, AdminTokenError> {
         if config.dev_mode() {
-            return Ok(Self::dev());
+            return Ok(Self::dev().with_ws_origins(config.ws_origins()));
         }
         let configured = config
             .admin_token
@@ -81,7 +85,31 @@ impl Security {
             Some(t) => t.to_owned(),
             None => load_or_generate(&config.data_dir)?,
         };
-        Ok(Self::strict(token, config.test_tokens_enabled()))
+        Ok(Self::strict(token, config.test_tokens_enabled()).with_ws_origins(config.ws_origins()))
+    }
+
+    /// With the origins a WebSocket upgrade must come from (`None`: any origin, or none).
+    /// Entries are compared trimmed and case-insensitively.
+    pub fn with_ws_origins(mut self, origins: Option<Vec<String>>) -> Self {
+        self.ws_origins = origins.map(|list| {
+            list.iter()
+                .map(|o| o.trim().to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect()
+        });
+        self
+    }
+
+    /// Whether a WebSocket upgrade with this `Origin` header is allowed: always when no list
+    /// is configured; otherwise the origin must be in it (a missing one never is).
+    pub fn ws_origin_allowed(&self, origin: Option<&str>) -> bool {
+        match &self.ws_origins {
+            None => true,
+            Some(list) => origin.is_some_and(|o| {
+                let o = o.trim().to_ascii_lowercase();
+                list.contains(&o)
+            }),
+        }
     }
 
     /// Whether dev mode is on.
@@ -295,6 +323,19 @@ mod tests {
         assert!(!s.is_admin_token(""));
         assert!(!Security::dev().is_admin_token(""));
         assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn ws_origin_check_only_when_configured() {
+        let open = Security::dev();
+        assert!(open.ws_origin_allowed(None));
+        assert!(open.ws_origin_allowed(Some("https://evil.example")));
+        let strict = Security::strict("t".into(), false)
+            .with_ws_origins(Some(vec![" HTTPS://Canvas.example ".into()]));
+        assert!(strict.ws_origin_allowed(Some("https://canvas.example")));
+        assert!(strict.ws_origin_allowed(Some(" https://CANVAS.example")));
+        assert!(!strict.ws_origin_allowed(Some("https://evil.example")));
+        assert!(!strict.ws_origin_allowed(None));
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+/// The browser origins allowed when `CORS_ORIGINS` is not set.
+pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:3000,http://localhost:3001";
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -63,11 +66,7 @@ pub struct Config {
     pub rate_limit_text: Option<String>,
 
     /// Allowed browser origins, comma-separated.
-    #[arg(
-        long,
-        env = "CORS_ORIGINS",
-        default_value = "http://localhost:3000,http://localhost:3001"
-    )]
+    #[arg(long, env = "CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS)]
     pub cors_origins: String,
 
     /// URL injected into workspaces to reach the platform (default
@@ -113,6 +112,22 @@ impl Config {
         crate::middleware::rate_limit::parse_rate_limit(self.rate_limit_text.as_deref())
     }
 
+    /// The origins a WebSocket upgrade must come from: `None` (any origin, none needed) unless
+    /// `CORS_ORIGINS` is set to something other than its default, as the reference checks the
+    /// WebSocket `Origin` only when the variable is set. Entries are trimmed and lower-cased.
+    pub fn ws_origins(&self) -> Option<Vec<String>> {
+        let raw = self.cors_origins.trim();
+        if raw.is_empty() || raw == DEFAULT_CORS_ORIGINS {
+            return None;
+        }
+        Some(
+            raw.split(',')
+                .map(|o| o.trim().to_ascii_lowercase())
+                .filter(|o| !o.is_empty())
+                .collect(),
+        )
+    }
+
     /// The URL workspaces use to reach the platform.
     pub fn platform_url(&self) -> String {
         self.platform_url
@@ -134,6 +149,24 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn ws_origins_only_when_cors_origins_is_set() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["molecule-server"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap()
+        };
+        assert_eq!(parse(&["--cors-origins", ""]).ws_origins(), None);
+        assert_eq!(
+            parse(&["--cors-origins", DEFAULT_CORS_ORIGINS]).ws_origins(),
+            None
+        );
+        assert_eq!(
+            parse(&["--cors-origins", " HTTPS://A.example , https://b.example,"]).ws_origins(),
+            Some(vec!["https://a.example".into(), "https://b.example".into()])
+        );
     }
 
     #[test]

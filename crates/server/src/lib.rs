@@ -63,18 +63,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("listening on http://{local}");
     let state = AppState::with_backend(store.clone(), security, None, config.platform_url())
         .with_http(HttpSettings::from_config(&config));
+    let replicas = state.events.start_listener();
     app::spawn_background(&state);
     lifecycle::sweeps::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();
     let result = shutdown::serve(
         listener,
-        app::router(state),
+        app::router(state.clone()),
         signals,
         DRAIN_DEADLINE,
         &supervisor,
     )
     .await;
     supervisor.stop(LOOPS_DEADLINE).await;
+    state.events.close_clients();
+    replicas.stop().await;
     store.close().await;
     result
 }

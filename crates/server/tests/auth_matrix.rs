@@ -120,6 +120,29 @@ async fn strict_mode_matrix(db: TestStore) {
                     "{method} {template}: the admin token is not the agent's"
                 );
             }
+            Guard::CallerToken => {
+                // The caller is the path's workspace (peers) or X-Workspace-ID (discover,
+                // which answers 400 without it); another workspace's token never passes.
+                let (status, _) = call(None).await;
+                assert!(
+                    refused(status) || status == 400,
+                    "{method} {template}: {status}"
+                );
+                let (status, _) = call(Some(other_token.expose())).await;
+                assert!(
+                    refused(status) || status == 400,
+                    "{method} {template}: {status}"
+                );
+            }
+            Guard::WebSocket => {
+                // A WebSocket needs an upgrade: tests/events.rs covers its refusals with a
+                // real client. A plain request from nobody is still refused.
+                let (status, _) = call(None).await;
+                assert!(
+                    refused(status) || status == 400,
+                    "{method} {template}: {status}"
+                );
+            }
             Guard::TestToken => {
                 let (status, _) = call(None).await;
                 assert_eq!(status, 401);
@@ -145,7 +168,10 @@ async fn dev_mode_lets_everything_through(db: TestStore) {
     .await;
     let target = s.create_dev(json!({"name": "target"})).await;
     for (method, template, guard) in ROUTES {
-        if *guard == Guard::OwnTokenInBody {
+        if matches!(
+            *guard,
+            Guard::OwnTokenInBody | Guard::WebSocket | Guard::CallerToken
+        ) {
             continue;
         }
         let path = concrete(template, &target.to_string());

@@ -113,6 +113,28 @@ macro_rules! db_query {
                 $(.bind($arg))* .execute(e).await.map(|r| r.rows_affected()),
         }
     }};
+    // On SQLite, a result stream dropped before its end can leave the statement un-reset,
+    // which pins the connection's WAL read snapshot and makes later reads on that pooled
+    // connection stale (sqlx issue 2543). Single-row reads therefore drain the stream there.
+    ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; fetch_optional) => {{
+        let sql: &$crate::db::Sql = &$sql;
+        match $exec {
+            $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
+                $(.bind($arg))* .fetch_optional(e).await,
+            $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
+                $(.bind($arg))* .fetch_all(e).await.map(|rows| rows.into_iter().next()),
+        }
+    }};
+    ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; fetch_one) => {{
+        let sql: &$crate::db::Sql = &$sql;
+        match $exec {
+            $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
+                $(.bind($arg))* .fetch_one(e).await,
+            $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
+                $(.bind($arg))* .fetch_all(e).await
+                .and_then(|rows| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)),
+        }
+    }};
     ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; $method:ident) => {{
         let sql: &$crate::db::Sql = &$sql;
         match $exec {

@@ -78,3 +78,10 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
+
+impl StoreError {
+    /// Whether the store was closed: retrying cannot succeed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolClosed))
+    }
+}

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::db::{Pool, Sql};
+use crate::db::{Db, Pool, Sql};
 use crate::types::{DbTime, DbUuid};
 
 /// One row of `structure_events`.
@@ -122,5 +122,21 @@ impl<'a> Events<'a> {
         let row: Option<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, DbUuid(id); fetch_optional)?;
         Ok(row.map(Into::into))
+    }
+
+    /// Sends `payload` to every listener of `channel` (`pg_notify`) on PostgreSQL; does
+    /// nothing on SQLite. The payload must be at most [`crate::MAX_NOTIFY_BYTES`] long.
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        match self.db {
+            Db::Postgres(p) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(channel)
+                    .bind(payload)
+                    .execute(p)
+                    .await?;
+            }
+            Db::Sqlite(_) => {}
+        }
+        Ok(())
     }
 }

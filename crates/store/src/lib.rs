@@ -10,7 +10,9 @@
 mod db;
 mod error;
 mod events;
+mod hierarchy;
 mod layouts;
+mod listen;
 mod liveness;
 mod migrate;
 mod tokens;
@@ -23,7 +25,9 @@ pub mod testing;
 
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
+pub use hierarchy::MAX_ANCESTOR_HOPS;
 pub use layouts::{Layout, Layouts};
+pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use liveness::Heartbeat;
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
@@ -82,6 +86,15 @@ impl Store {
     /// The workspace auth tokens repository.
     pub fn tokens(&self) -> WorkspaceTokens<'_> {
         WorkspaceTokens::new(&self.db)
+    }
+
+    /// A listener on the notification `channel`, on PostgreSQL; `None` on SQLite, which has
+    /// no other process to hear from.
+    pub async fn event_listener(&self, channel: &str) -> Result<Option<EventListener>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => Ok(Some(EventListener::connect(p, channel).await?)),
+            Db::Sqlite(_) => Ok(None),
+        }
     }
 
     /// Closes every pooled connection.

@@ -257,6 +257,10 @@ impl<'a> Workspaces<'a> {
         Self { db }
     }
 
+    pub(crate) fn pool(&self) -> &'a Pool {
+        self.db
+    }
+
     /// Inserts a workspace in `provisioning` and returns the stored row.
     pub async fn create(&self, new: NewWorkspace) -> Result<Workspace, StoreError> {
         let id = WorkspaceId::new();

@@ -46,6 +46,10 @@ on_both_backends!(
     silent_workspaces_are_found_by_cutoff,
     transition_with_writes_url_and_reason_together,
     events_are_recorded_and_listed_newest_first,
+    can_communicate_follows_the_hierarchy_rules,
+    can_communicate_walks_at_most_32_ancestors,
+    can_communicate_survives_a_corrupt_cycle,
+    notifications_reach_listeners_on_postgres_only,
 );
 
 async fn create_then_get_round_trips_every_field(s: TestStore) {
@@ -504,6 +508,135 @@ async fn migrations_are_idempotent_on_reopen(s: TestStore) {
     again.ping().await.unwrap();
     assert_eq!(again.backend(), s.backend());
     again.close().await;
+}
+
+/// Creates a workspace under `parent`.
+async fn child(s: &TestStore, name: &str, parent: Option<WorkspaceId>) -> WorkspaceId {
+    let mut new = NewWorkspace::named(name);
+    new.parent_id = parent;
+    s.workspaces().create(new).await.unwrap().id
+}
+
+async fn can_communicate_follows_the_hierarchy_rules(s: TestStore) {
+    //   a            b        (roots)
+    //   ├── a1       └── b1
+    //   │   └── a1x
+    //   │       └── a1xy
+    //   └── a2
+    let a = child(&s, "a", None).await;
+    let b = child(&s, "b", None).await;
+    let a1 = child(&s, "a1", Some(a)).await;
+    let a2 = child(&s, "a2", Some(a)).await;
+    let a1x = child(&s, "a1x", Some(a1)).await;
+    let a1xy = child(&s, "a1xy", Some(a1x)).await;
+    let b1 = child(&s, "b1", Some(b)).await;
+    let w = s.workspaces();
+    let allowed = [
+        (a, a, "self"),
+        (a, b, "roots are siblings"),
+        (a1, a2, "siblings"),
+        (a, a1, "parent to child"),
+        (a1x, a1, "child to parent"),
+        (a, a1xy, "ancestor to descendant, skipping levels"),
+        (a1xy, a, "descendant to ancestor, skipping levels"),
+    ];
+    for (caller, target, why) in allowed {
+        assert!(w.can_communicate(caller, target).await.unwrap(), "{why}");
+        assert!(w.can_communicate(target, caller).await.unwrap(), "{why}");
+    }
+    let denied = [
+        (a1x, a2, "nephew and uncle"),
+        (a1xy, a2, "different subtrees"),
+        (a1, b1, "cousins across roots"),
+        (a1, b, "a child and an unrelated root"),
+        (a1xy, b1, "leaves of different trees"),
+    ];
+    for (caller, target, why) in denied {
+        assert!(!w.can_communicate(caller, target).await.unwrap(), "{why}");
+        assert!(!w.can_communicate(target, caller).await.unwrap(), "{why}");
+    }
+    let missing = WorkspaceId::new();
+    assert!(!w.can_communicate(a, missing).await.unwrap());
+    assert!(!w.can_communicate(missing, a).await.unwrap());
+    assert!(w.can_communicate(missing, missing).await.unwrap(), "self");
+    // Status is ignored: a removed sibling still counts.
+    w.transition(a2, WorkspaceStatus::Removed, None)
+        .await
+        .unwrap();
+    assert!(w.can_communicate(a1, a2).await.unwrap());
+}
+
+async fn can_communicate_walks_at_most_32_ancestors(s: TestStore) {
+    // chain[0] is the root; chain[i] has i ancestors.
+    let mut chain = vec![child(&s, "c0", None).await];
+    for i in 1..=34 {
+        let parent = chain[i - 1];
+        chain.push(child(&s, &format!("c{i}"), Some(parent)).await);
+    }
+    let w = s.workspaces();
+    let leaf = chain[34];
+    // chain[2] is 32 hops above the leaf, chain[1] 33 hops.
+    assert!(w.can_communicate(chain[2], leaf).await.unwrap());
+    assert!(w.can_communicate(leaf, chain[2]).await.unwrap());
+    assert!(!w.can_communicate(chain[1], leaf).await.unwrap());
+    assert!(!w.can_communicate(leaf, chain[1]).await.unwrap());
+    assert!(!w.can_communicate(chain[0], leaf).await.unwrap());
+}
+
+async fn can_communicate_survives_a_corrupt_cycle(s: TestStore) {
+    use sqlx::Connection;
+    let x = child(&s, "x", None).await;
+    let y = child(&s, "y", Some(x)).await;
+    let z = child(&s, "z", Some(y)).await;
+    let outsider_parent = child(&s, "p", None).await;
+    let outsider = child(&s, "o", Some(outsider_parent)).await;
+    // x -> z -> y -> x: only a corrupt database has this (updates refuse cycles).
+    let cycle = format!("UPDATE workspaces SET parent_id = '{z}' WHERE id = '{x}'");
+    match s.backend() {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(s.url()).await.unwrap();
+            sqlx::query(&cycle).execute(&mut c).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(s.url()).await.unwrap();
+            sqlx::query(&cycle).execute(&mut c).await.unwrap();
+        }
+    }
+    let w = s.workspaces();
+    assert!(!w.can_communicate(outsider, x).await.unwrap());
+    assert!(!w.can_communicate(z, outsider).await.unwrap());
+    assert!(w.can_communicate(x, y).await.unwrap());
+}
+
+async fn notifications_reach_listeners_on_postgres_only(s: TestStore) {
+    use std::time::Duration;
+    let Some(mut listener) = s.event_listener("molecule_test").await.unwrap() else {
+        assert_eq!(s.backend(), Backend::Sqlite);
+        // Notifying is a no-op without listeners to reach.
+        s.events().notify("molecule_test", "hello").await.unwrap();
+        return;
+    };
+    // A second pool on the same database, as another replica would have.
+    let url = molecule_store::DatabaseUrl::parse(s.url()).unwrap();
+    let other = molecule_store::Store::connect(&url).await.unwrap();
+    other
+        .events()
+        .notify("molecule_test", "from the other replica")
+        .await
+        .unwrap();
+    let big = "é".repeat(molecule_store::MAX_NOTIFY_BYTES / 2);
+    s.events().notify("molecule_test", &big).await.unwrap();
+    s.events().notify("elsewhere", "not for us").await.unwrap();
+    s.events().notify("molecule_test", "last").await.unwrap();
+    let bound = Duration::from_secs(10);
+    for expected in ["from the other replica", big.as_str(), "last"] {
+        let got = tokio::time::timeout(bound, listener.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+    other.close().await;
 }
 
 /// A database made by the reference server (its `schema_migrations` table, the enum with its

@@ -1,22 +1,34 @@
 //! The event bus: every event is recorded in `structure_events` (when its type is persisted)
 //! and fanned out to in-process subscribers (WebSocket clients, SSE streams, the A2A idle
 //! timer).
+//!
+//! On PostgreSQL, replicas share their events through `LISTEN`/`NOTIFY` on
+//! [`NOTIFY_CHANNEL`] (Decision 4): [`EventBus::emit`] also notifies, and the task started by
+//! [`EventBus::start_listener`] hands other replicas' events to the local subscribers. Each
+//! notification carries the emitting bus's origin id, so a bus ignores its own.
+
+mod replicas;
 
 use std::sync::Arc;
 
 use molecule_domain::{EventType, WorkspaceId};
 use molecule_store::Store;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
+
+pub use replicas::{ListenerHandle, ListenerState, NOTIFY_CHANNEL};
 
 /// How many events a slow subscriber may fall behind before it skips some.
 const CAPACITY: usize = 1024;
 
+/// The buffer of a per-workspace subscription; when full, events are dropped for it.
+pub const WORKSPACE_BUFFER: usize = 64;
+
 /// The envelope every subscriber receives.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {
     /// The event type's wire name.
     pub event: String,
@@ -33,6 +45,13 @@ impl Envelope {
     pub fn workspace(&self) -> Option<WorkspaceId> {
         self.workspace_id.parse().ok()
     }
+
+    /// The emission time in Unix milliseconds (now, if the timestamp does not parse).
+    pub fn unix_millis(&self) -> i64 {
+        let at = OffsetDateTime::parse(&self.timestamp, &Rfc3339)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    }
 }
 
 /// The bus. Cheap to clone.
@@ -40,35 +59,53 @@ impl Envelope {
 pub struct EventBus {
     store: Store,
     tx: broadcast::Sender<Arc<Envelope>>,
+    /// Tags this bus's notifications, so that its own listener skips them.
+    origin: Arc<str>,
+    /// Turns `true` when long-lived clients (WebSockets) should close.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl EventBus {
     /// A bus that records into `store`.
     pub fn new(store: Store) -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        Self { store, tx }
+        let (closing, _) = watch::channel(false);
+        Self {
+            store,
+            tx,
+            origin: WorkspaceId::new().to_string().into(),
+            closing: Arc::new(closing),
+        }
     }
 
     /// Emits an event: persisted types are recorded first (if that fails, nothing is
-    /// broadcast and the failure is logged); then every subscriber gets it. Never fails the
-    /// caller.
+    /// broadcast and the failure is logged); then every local subscriber gets it, and, on
+    /// PostgreSQL, the other replicas. Never fails the caller.
     pub async fn emit(&self, event: EventType, workspace_id: Option<WorkspaceId>, payload: Value) {
-        if event.is_recorded()
-            && let Err(e) = self
+        let mut recorded = None;
+        if event.is_recorded() {
+            match self
                 .store
                 .events()
                 .record(event.as_str(), workspace_id, &payload)
                 .await
-        {
-            tracing::error!(event = event.as_str(), error = %e, "cannot record event");
-            return;
+            {
+                Ok(row) => recorded = Some(row.id),
+                Err(e) => {
+                    tracing::error!(event = event.as_str(), error = %e, "cannot record event");
+                    return;
+                }
+            }
         }
-        self.publish(Envelope {
+        let envelope = Arc::new(Envelope {
             event: event.as_str().to_owned(),
             workspace_id: workspace_id.map(|w| w.to_string()).unwrap_or_default(),
             timestamp: now_rfc3339(),
             payload,
         });
+        // No subscriber is not an error.
+        let _ = self.tx.send(Arc::clone(&envelope));
+        replicas::notify(self, &envelope, recorded).await;
     }
 
     /// Hands an envelope to the local subscribers only.
@@ -80,6 +117,50 @@ impl EventBus {
     /// A receiver of every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of the events about one workspace from now on, buffered up to
+    /// [`WORKSPACE_BUFFER`]; when the buffer is full, events are dropped for this receiver
+    /// only. Dropping the receiver unsubscribes.
+    pub fn subscribe_workspace(&self, id: WorkspaceId) -> mpsc::Receiver<Arc<Envelope>> {
+        let mut events = self.subscribe();
+        let (tx, rx) = mpsc::channel(WORKSPACE_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let envelope = tokio::select! {
+                    () = tx.closed() => return,
+                    got = events.recv() => match got {
+                        Ok(envelope) => envelope,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(workspace = %id, skipped = n, "subscriber fell behind");
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                if envelope.workspace() != Some(id) {
+                    continue;
+                }
+                match tx.try_send(envelope) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        tracing::debug!(workspace = %id, "subscriber buffer full: event dropped");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Asks every long-lived client (WebSocket) to close, at shutdown.
+    pub fn close_clients(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Turns `true` when long-lived clients should close.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }
 

@@ -1,6 +1,8 @@
 //! HTTP handlers, one module per area of the API.
 
 pub(crate) mod admin;
+pub(crate) mod discovery;
+pub(crate) mod events;
 pub(crate) mod registry;
 pub(crate) mod system;
 pub(crate) mod tokens;

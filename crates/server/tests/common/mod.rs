@@ -191,6 +191,14 @@ impl TestServer {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
+        // A stream never ends: answer with its status only.
+        let streaming = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if streaming {
+            return (status, Value::Null);
+        }
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }

@@ -26,6 +26,9 @@ use tokio::net::TcpListener;
 use crate::app::{AppState, HttpSettings};
 use crate::config::Config;
 
+/// How long start-up waits for the listener of other replicas' events.
+pub const REPLICA_LISTEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -60,10 +63,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
-    tracing::info!("listening on http://{local}");
     let state = AppState::with_backend(store.clone(), security, None, config.platform_url())
         .with_http(HttpSettings::from_config(&config));
-    let replicas = state.events.start_listener();
+    let mut replicas = state.events.start_listener();
+    // On PostgreSQL, hear the other replicas before saying we serve.
+    if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())
+        .await
+        .is_err()
+    {
+        tracing::warn!("not yet listening to other replicas' events; continuing");
+    }
+    tracing::info!("listening on http://{local}");
     app::spawn_background(&state);
     lifecycle::sweeps::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();

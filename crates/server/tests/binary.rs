@@ -372,3 +372,69 @@ fn a_generated_admin_token_guards_admin_routes() {
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
+
+/// Two server processes on one PostgreSQL database: an event caused through one reaches a
+/// WebSocket client of the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_share_events() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let db = molecule_store::testing::TestStore::postgres().await;
+    let start = |dir: &std::path::Path| {
+        let mut cmd = command(dir);
+        cmd.env("DATABASE_URL", db.url())
+            .env("ADMIN_TOKEN", "two-replicas-admin")
+            .args(["--port", "0"]);
+        Server::start(cmd)
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(dir_a.path());
+    let b = start(dir_b.path());
+
+    // A canvas client on B.
+    let mut request = b
+        .url("/ws")
+        .replace("http://", "ws://")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        "Bearer two-replicas-admin".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    // B announced "listening" only after it listened to the other replicas' events.
+    let http = reqwest::Client::new();
+    let created = http
+        .post(a.url("/workspaces"))
+        .bearer_auth("two-replicas-admin")
+        .json(&serde_json::json!({"name": "made-on-a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(msg) = socket.next().await {
+            let text = match msg.unwrap() {
+                tokio_tungstenite::tungstenite::Message::Text(t) => t.to_string(),
+                _ => continue,
+            };
+            let env: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if env["workspace_id"] == id.as_str() {
+                return env;
+            }
+        }
+        panic!("socket closed");
+    })
+    .await
+    .expect("the event reached the other process");
+    assert_eq!(got["event"], "WORKSPACE_PROVISIONING");
+    assert_eq!(got["payload"]["name"], "made-on-a");
+    drop(a);
+    drop(b);
+}

@@ -397,7 +397,7 @@ async fn ws_origin_is_checked_only_when_configured() {
             "",
             &[
                 ("authorization", bearer.as_str()),
-                ("origin", " HTTPS://Canvas.Example "),
+                ("origin", "https://canvas.example"),
             ],
         )
         .await
@@ -734,4 +734,36 @@ async fn there_is_no_replica_listener_on_sqlite() {
     let mut listener = state.events.start_listener();
     assert!(!tokio::time::timeout(BOUND, listener.ready()).await.unwrap());
     listener.stop().await;
+}
+
+/// An open WebSocket is counted in `molecule_websocket_connections_active`.
+#[tokio::test]
+async fn open_sockets_are_counted_in_the_metrics() {
+    let s = TestStore::sqlite().await;
+    let server = strict(&s).await;
+    let gauge = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("molecule_websocket_connections_active"))
+            .and_then(|l| l.split_whitespace().last())
+            .map(str::to_owned)
+    };
+    let read = || async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let mut socket = server.canvas().await;
+    // The handshake is answered before the socket task runs: an event proves it runs.
+    server
+        .emit(
+            EventType::WorkspaceOffline,
+            Some(WorkspaceId::new()),
+            json!({}),
+        )
+        .await;
+    socket.next().await;
+    assert_eq!(gauge(&read().await).as_deref(), Some("1"));
 }

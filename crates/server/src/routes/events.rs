@@ -78,7 +78,12 @@ pub(crate) async fn ws(
     // Subscribed before the handshake completes: the client misses nothing emitted after it.
     let events = state.events.subscribe();
     let closing = state.events.closing();
-    Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, events, audience, closing)))
+    let metrics = state.metrics.clone();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // Counted in `molecule_websocket_connections_active` while the socket is served.
+        let _open = metrics.websocket_connection();
+        serve_socket(socket, events, audience, closing).await;
+    }))
 }
 
 /// The canvas decision: dev mode, or the admin token as a bearer or `?token=`.

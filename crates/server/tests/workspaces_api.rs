@@ -27,6 +27,9 @@ on_both_backends!(
     tokens_routes,
     budget_routes_and_bootstrap_failed,
     provision_failure_hides_backend_text,
+    idle_workspaces_hibernate_and_busy_ones_do_not,
+    collapse_removes_the_children_subtrees,
+    oversized_bodies_are_refused,
 );
 
 async fn server(db: TestStore) -> TestServer {
@@ -1200,4 +1203,100 @@ async fn next_event(
     tokio::time::timeout(std::time::Duration::from_secs(20), wait)
         .await
         .expect("event not received in time")
+}
+
+async fn idle_workspaces_hibernate_and_busy_ones_do_not(db: TestStore) {
+    let s = server(db).await;
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/workspaces",
+            Some(ADMIN),
+            Some(json!({"name": "napper", "hibernation_idle_minutes": -1})),
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("hibernation_idle_minutes must be >= 0"))
+    );
+    let (idle, _) = online_workspace(&s, "idle").await;
+    let (busy, busy_token) = online_workspace(&s, "busy").await;
+    let (never, _) = online_workspace(&s, "never").await;
+    for id in [idle, busy] {
+        let (status, _) = s
+            .call(
+                "PATCH",
+                &format!("/workspaces/{id}"),
+                Some(ADMIN),
+                Some(json!({"hibernation_idle_minutes": 10})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    s.call(
+        "POST",
+        "/registry/heartbeat",
+        Some(&busy_token),
+        Some(json!({"workspace_id": busy, "active_tasks": 1})),
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        s.state.lifecycle.sweep_hibernation(now).await.unwrap(),
+        0,
+        "not idle long enough"
+    );
+    let later = now + time::Duration::minutes(11);
+    assert_eq!(s.state.lifecycle.sweep_hibernation(later).await.unwrap(), 1);
+    assert_eq!(s.status_of(idle).await, WorkspaceStatus::Hibernated);
+    assert_eq!(
+        s.status_of(busy).await,
+        WorkspaceStatus::Online,
+        "a running task keeps it awake"
+    );
+    assert_eq!(
+        s.status_of(never).await,
+        WorkspaceStatus::Online,
+        "hibernation not enabled"
+    );
+    assert_eq!(s.backend().stopped(idle), 1);
+}
+
+async fn collapse_removes_the_children_subtrees(db: TestStore) {
+    let s = server(db).await;
+    let root = s.create(json!({"name": "root"})).await;
+    let child = s.create(json!({"name": "child", "parent_id": root})).await;
+    let grandchild = s.create(json!({"name": "gc", "parent_id": child})).await;
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{root}/collapse"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply, json!({"status": "collapsed", "removed": ["child"]}));
+    for id in [child, grandchild] {
+        assert_eq!(s.status_of(id).await, WorkspaceStatus::Removed);
+        assert_eq!(s.backend().stopped(id), 1);
+    }
+    assert_ne!(s.status_of(root).await, WorkspaceStatus::Removed);
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{}/collapse", WorkspaceId::new()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+async fn oversized_bodies_are_refused(db: TestStore) {
+    let s = server(db).await;
+    let huge = json!({"name": "big", "role": "r".repeat(2 * 1024 * 1024)});
+    let (status, _) = s.call("POST", "/workspaces", Some(ADMIN), Some(huge)).await;
+    assert_eq!(status, 413);
+    assert!(s.state.store.workspaces().list().await.unwrap().is_empty());
 }

@@ -46,7 +46,8 @@ impl Workspaces<'_> {
         let sql = Sql::same(
             "UPDATE workspaces SET last_heartbeat_at = $2, last_error_rate = $3, \
              last_sample_error = $4, active_tasks = $5, uptime_seconds = $6, current_task = $7, \
-             monthly_spend = COALESCE($8, monthly_spend), updated_at = $2 WHERE id = $1",
+             monthly_spend = COALESCE($8, monthly_spend), updated_at = $2, \
+             last_activity_at = CASE WHEN $5 > 0 THEN $2 ELSE last_activity_at END WHERE id = $1",
         );
         db_query!(
             tx.exec(), query, sql,
@@ -142,6 +143,34 @@ impl Workspaces<'_> {
             OffsetDateTime::now_utc() + time::Duration::days(36_500),
         )
         .await
+    }
+
+    /// Records that a workspace did work now (an A2A message to or from it).
+    pub async fn touch_activity(&self, id: WorkspaceId) -> Result<(), StoreError> {
+        let sql = Sql::same("UPDATE workspaces SET last_activity_at = $2 WHERE id = $1");
+        db_query!(self.db.exec(), query, sql, DbUuid::from(id), DbTime::now(); execute)?;
+        Ok(())
+    }
+
+    /// Online or degraded workspaces with hibernation enabled, no task running, and no work
+    /// (activity, else creation) for longer than their idle minutes at `now`.
+    pub async fn idle_for_hibernation(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Workspace>, StoreError> {
+        let candidates = self
+            .with_status(&[WorkspaceStatus::Online, WorkspaceStatus::Degraded])
+            .await?;
+        Ok(candidates
+            .into_iter()
+            .filter(|w| {
+                let Some(minutes) = w.hibernation_idle_minutes.filter(|m| *m > 0) else {
+                    return false;
+                };
+                let since = w.last_activity_at.unwrap_or(w.created_at);
+                w.active_tasks == 0 && now - since >= time::Duration::minutes(i64::from(minutes))
+            })
+            .collect())
     }
 
     /// The platform's inbound secret of a workspace, if one was minted.

@@ -50,6 +50,8 @@ pub struct Workspace {
     pub current_task: Option<String>,
     /// Last outbound A2A call made by this workspace.
     pub last_outbound_at: Option<OffsetDateTime>,
+    /// When the workspace last did work (a task in progress, an A2A message).
+    pub last_activity_at: Option<OffsetDateTime>,
     /// Memory namespace, `workspace:<id>`.
     pub awareness_namespace: Option<String>,
     /// Runtime name as stored.
@@ -165,7 +167,8 @@ pub struct Transition {
 
 pub(crate) const COLUMNS: &str = "id, name, role, tier, status, url, agent_card, parent_id, forwarded_to, \
     source_bundle_id, delivery_mode, last_heartbeat_at, last_error_rate, last_sample_error, \
-    active_tasks, uptime_seconds, current_task, last_outbound_at, awareness_namespace, runtime, \
+    active_tasks, uptime_seconds, current_task, last_outbound_at, last_activity_at, \
+    awareness_namespace, runtime, \
     workspace_dir, workspace_access, max_concurrent_tasks, instance_id, runtime_image_digest, \
     budget_limit, monthly_spend, hibernation_idle_minutes, created_at, updated_at";
 
@@ -190,6 +193,7 @@ pub(crate) struct Row {
     uptime_seconds: Option<i32>,
     current_task: Option<String>,
     last_outbound_at: Option<DbTime>,
+    last_activity_at: Option<DbTime>,
     awareness_namespace: Option<String>,
     runtime: Option<String>,
     workspace_dir: Option<String>,
@@ -227,6 +231,7 @@ impl From<Row> for Workspace {
             uptime_seconds: r.uptime_seconds.unwrap_or(0),
             current_task: r.current_task,
             last_outbound_at: r.last_outbound_at.map(|t| t.0),
+            last_activity_at: r.last_activity_at.map(|t| t.0),
             awareness_namespace: r.awareness_namespace,
             runtime: r.runtime.unwrap_or_else(|| Runtime::DEFAULT.to_owned()),
             workspace_dir: r.workspace_dir,

@@ -95,6 +95,29 @@ impl Lifecycle {
     }
 }
 
+impl Lifecycle {
+    /// Hibernation: online workspaces with hibernation enabled that did no work for their
+    /// idle minutes are hibernated. Returns how many.
+    pub async fn sweep_hibernation(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let idle = self
+            .inner
+            .store
+            .workspaces()
+            .idle_for_hibernation(now)
+            .await?;
+        let mut done = 0;
+        for ws in idle {
+            match self.hibernate(ws.id, false).await {
+                Ok(()) => done += 1,
+                Err(e) => tracing::info!(workspace = %ws.id, error = %e, "not hibernated"),
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// How often the hibernation monitor runs.
+pub const HIBERNATION_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
 /// How often the liveness sweep runs.
 pub const LIVENESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often the health sweep asks the backend.
@@ -102,8 +125,8 @@ pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(15)
 /// How often the provision-timeout sweep runs.
 pub const PROVISION_TIMEOUT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Starts the supervised sweep loops: `liveness-monitor`, `health-sweep` and
-/// `provision-timeout-sweep`, each reporting its last tick on `/admin/liveness`.
+/// Starts the supervised sweep loops: `liveness-monitor`, `health-sweep`,
+/// `hibernation-monitor` and `provision-timeout-sweep`, each reporting its last tick on `/admin/liveness`.
 pub fn spawn_all(state: &crate::app::AppState, config: &crate::config::Config) {
     let ttl = Duration::seconds(i64::try_from(config.liveness_ttl_seconds).unwrap_or(i64::MAX));
     let timeout =

@@ -44,6 +44,7 @@ struct CreateRequest {
     canvas: Option<Canvas>,
     #[serde(default)]
     initial_memories: Vec<Value>,
+    hibernation_idle_minutes: Option<i32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +150,11 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
                 .map_err(|_| ApiError::bad_request("invalid parent_id"))?,
         ),
     };
+    if req.hibernation_idle_minutes.is_some_and(|m| m < 0) {
+        return Err(ApiError::bad_request(
+            "hibernation_idle_minutes must be >= 0",
+        ));
+    }
     if req.budget_limit.is_some_and(|b| b < 0) {
         return Err(ApiError::bad_request(
             "budget_limit must be >= 0 (USD cents)",
@@ -193,7 +199,7 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
             delivery_mode,
             budget_limit: req.budget_limit,
             max_concurrent_tasks: max_concurrent,
-            hibernation_idle_minutes: None,
+            hibernation_idle_minutes: req.hibernation_idle_minutes.filter(|m| *m > 0),
         },
         external,
         url,
@@ -475,6 +481,18 @@ pub(crate) async fn update(
             return Err(ApiError::bad_request("invalid workspace directory"));
         }
         changes.workspace_dir = Some(dir);
+    }
+    if let Some(minutes) = nullable(
+        &map,
+        "hibernation_idle_minutes",
+        |v| {
+            v.as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .filter(|n| *n >= 0)
+        },
+        "hibernation_idle_minutes must be a whole number >= 0 or null",
+    )? {
+        changes.hibernation_idle_minutes = Some(minutes.filter(|m| *m > 0));
     }
     if let Some(collapsed) = map.get("collapsed") {
         changes.collapsed = Some(
@@ -834,4 +852,44 @@ pub(crate) async fn bootstrap_failed(
         )),
         Err(e) => Err(ApiError::internal("db update failed", &e)),
     }
+}
+
+/// `POST /workspaces/:id/collapse` (workspace auth): removes the direct children, each with
+/// its whole subtree, through the same path as `DELETE` (tokens revoked, compute stopped).
+pub(crate) async fn collapse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = body::workspace_id(&id)?;
+    let workspaces = state.store.workspaces();
+    workspaces
+        .get(id)
+        .await
+        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let children = workspaces
+        .children(id)
+        .await
+        .map_err(|e| ApiError::internal("failed to query children", &e))?;
+    let mut removed = Vec::new();
+    for child in children {
+        match state.lifecycle.remove(child.id, false).await {
+            Ok(_) => removed.push(child.name),
+            Err(LifecycleError::NotFound) => {}
+            Err(e) => return Err(lifecycle_error(e)),
+        }
+    }
+    state
+        .events
+        .emit(
+            EventType::WorkspaceCollapsed,
+            Some(id),
+            json!({ "removed_children": removed }),
+        )
+        .await;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({ "status": "collapsed", "removed": removed }),
+    ))
 }

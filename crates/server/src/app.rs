@@ -72,6 +72,8 @@ pub struct AppState {
     pub events: EventBus,
     /// The lifecycle service: the only way to start, stop or restart a workspace.
     pub lifecycle: Lifecycle,
+    /// The workspace template directory, if there is one.
+    pub configs_dir: Option<Arc<std::path::PathBuf>>,
     /// Settings of the HTTP pipeline.
     pub http: Arc<HttpSettings>,
     /// The Prometheus metrics.
@@ -103,6 +105,7 @@ impl AppState {
             security,
             events,
             lifecycle,
+            configs_dir: None,
             rate_limiter: rate_limit::RateLimiter::new(http.rate_limit, http.rate_window),
             http: Arc::new(http),
             metrics: Metrics::new(),
@@ -114,6 +117,12 @@ impl AppState {
     pub fn with_http(mut self, http: HttpSettings) -> Self {
         self.rate_limiter = rate_limit::RateLimiter::new(http.rate_limit, http.rate_window);
         self.http = Arc::new(http);
+        self
+    }
+
+    /// The same state with this template directory.
+    pub fn with_configs_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.configs_dir = dir.map(Arc::new);
         self
     }
 
@@ -167,6 +176,7 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("POST", "/workspaces/{id}/pause", Guard::Workspace),
     ("POST", "/workspaces/{id}/resume", Guard::Workspace),
     ("POST", "/workspaces/{id}/hibernate", Guard::Workspace),
+    ("POST", "/workspaces/{id}/expand", Guard::Workspace),
     ("POST", "/workspaces/{id}/collapse", Guard::Workspace),
     ("GET", "/workspaces/{id}/budget", Guard::Workspace),
     ("PATCH", "/workspaces/{id}/budget", Guard::Admin),
@@ -198,7 +208,7 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
-    use routes::{admin, discovery, events, registry, system, tokens, workspaces};
+    use routes::{admin, discovery, events, registry, system, team, tokens, workspaces};
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
         ("GET", "/buildinfo") => get(system::buildinfo),
@@ -214,7 +224,8 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("POST", "/workspaces/{id}/pause") => post(workspaces::pause),
         ("POST", "/workspaces/{id}/resume") => post(workspaces::resume),
         ("POST", "/workspaces/{id}/hibernate") => post(workspaces::hibernate),
-        ("POST", "/workspaces/{id}/collapse") => post(workspaces::collapse),
+        ("POST", "/workspaces/{id}/expand") => post(team::expand),
+        ("POST", "/workspaces/{id}/collapse") => post(team::collapse),
         ("GET", "/workspaces/{id}/budget") => get(workspaces::budget),
         ("PATCH", "/workspaces/{id}/budget") => patch(workspaces::set_budget),
         ("GET", "/workspaces/{id}/console") => get(workspaces::console),

@@ -74,6 +74,11 @@ pub struct Config {
     #[arg(long, env = "PLATFORM_URL")]
     pub platform_url: Option<String>,
 
+    /// Directory of workspace templates (each a folder with a `config.yaml`); default: the
+    /// first of `workspace-configs-templates`, `../…`, `../../…` that holds one.
+    #[arg(long, env = "CONFIGS_DIR")]
+    pub configs_dir: Option<PathBuf>,
+
     /// Seconds a workspace may stay in `provisioning` before it is marked failed.
     #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 600)]
     pub provision_timeout_seconds: u64,
@@ -126,6 +131,27 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect(),
         )
+    }
+
+    /// The template directory: `CONFIGS_DIR`, else the first candidate that holds a template.
+    pub fn configs_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.configs_dir {
+            return Some(dir.clone());
+        }
+        [
+            "workspace-configs-templates",
+            "../workspace-configs-templates",
+            "../../workspace-configs-templates",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|dir| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.path().join("config.yaml").is_file())
+            })
+        })
     }
 
     /// The URL workspaces use to reach the platform.

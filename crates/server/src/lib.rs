@@ -64,7 +64,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
     let state = AppState::with_backend(store.clone(), security, None, config.platform_url())
-        .with_http(HttpSettings::from_config(&config));
+        .with_http(HttpSettings::from_config(&config))
+        .with_configs_dir(config.configs_dir());
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

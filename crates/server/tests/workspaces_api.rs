@@ -29,6 +29,7 @@ on_both_backends!(
     provision_failure_hides_backend_text,
     idle_workspaces_hibernate_and_busy_ones_do_not,
     collapse_removes_the_children_subtrees,
+    expand_creates_and_provisions_the_template_team,
     oversized_bodies_are_refused,
 );
 
@@ -1299,4 +1300,62 @@ async fn oversized_bodies_are_refused(db: TestStore) {
     let (status, _) = s.call("POST", "/workspaces", Some(ADMIN), Some(huge)).await;
     assert_eq!(status, 413);
     assert!(s.state.store.workspaces().list().await.unwrap().is_empty());
+}
+
+async fn expand_creates_and_provisions_the_template_team(db: TestStore) {
+    let configs = tempfile::tempdir().unwrap();
+    let team = configs.path().join("research-lead");
+    std::fs::create_dir_all(&team).unwrap();
+    std::fs::write(
+        team.join("config.yaml"),
+        "name: Research Lead\nsub_workspaces:\n  - name: Reader\n    role: reads papers\n  - config: writer\n  - name: \"bad|name\"\n",
+    )
+    .unwrap();
+    let dir = configs.path().to_path_buf();
+    let s = TestServer::start_configured(
+        db,
+        Options {
+            backend: true,
+            dev: false,
+        },
+        move |st| st.with_configs_dir(Some(dir)),
+    )
+    .await;
+    let lead = s.create(json!({"name": "Research Lead", "tier": 2})).await;
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{lead}/expand"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], "expanded");
+    let children = reply["children"].as_array().unwrap();
+    let names: Vec<_> = children
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Reader", "writer"], "invalid entries are skipped");
+    for child in children {
+        let id: WorkspaceId = child["id"].as_str().unwrap().parse().unwrap();
+        // Started through the same lifecycle path as create, with the parent's tier.
+        s.backend().wait_for(|b| b.started(id) == 1).await;
+        let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+        assert_eq!((ws.parent_id, ws.tier), (Some(lead), 2));
+    }
+    let orphan = s.create(json!({"name": "No Template"})).await;
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{orphan}/expand"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("no config found for workspace"))
+    );
 }

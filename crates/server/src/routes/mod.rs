@@ -5,6 +5,7 @@ pub(crate) mod discovery;
 pub(crate) mod events;
 pub(crate) mod registry;
 pub(crate) mod system;
+pub(crate) mod team;
 pub(crate) mod tokens;
 pub(crate) mod workspaces;
 

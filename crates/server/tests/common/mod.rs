@@ -141,6 +141,15 @@ pub struct Options {
 
 impl TestServer {
     pub async fn start(db: TestStore, options: Options) -> TestServer {
+        Self::start_configured(db, options, |s| s).await
+    }
+
+    /// Like `start`, with a last change to the state (e.g. a template directory).
+    pub async fn start_configured(
+        db: TestStore,
+        options: Options,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestServer {
         let backend = options.backend.then(|| Arc::new(FakeBackend::default()));
         let security = if options.dev {
             Security::dev()
@@ -153,6 +162,7 @@ impl TestServer {
             backend.clone().map(|b| b as Arc<dyn Provisioner>),
             "http://platform.test:8080".into(),
         );
+        let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = router(state.clone());

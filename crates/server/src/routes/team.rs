@@ -1,0 +1,190 @@
+//! Teams: expand a workspace into the sub-workspaces its template declares, and collapse it
+//! again. Both go through the same paths as create and delete.
+
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use molecule_domain::{EventType, Runtime, Tier, validation};
+use molecule_store::{NewWorkspace, Workspace};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::body;
+use super::workspaces::lifecycle_error;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, ok_json};
+use crate::lifecycle::LifecycleError;
+
+#[derive(Debug, Default, Deserialize)]
+struct TeamConfig {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    sub_workspaces: Vec<SubWorkspace>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubWorkspace {
+    #[serde(default)]
+    config: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+/// A workspace name as a template folder name: lower case, spaces and dashes as `-`, only
+/// `[a-z0-9_-]` kept.
+fn folder_name(name: &str) -> String {
+    name.chars()
+        .filter_map(|c| match c {
+            'A'..='Z' => Some(c.to_ascii_lowercase()),
+            ' ' | '-' => Some('-'),
+            'a'..='z' | '0'..='9' | '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `config.yaml` of the workspace's template: the folder named after it, else any
+/// template whose `name:` is the workspace's name.
+fn find_template(configs: &FsPath, ws_name: &str) -> Option<PathBuf> {
+    let direct = configs.join(folder_name(ws_name)).join("config.yaml");
+    if direct.is_file() {
+        return Some(direct);
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(configs)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("config.yaml"))
+        .filter(|p| p.is_file())
+        .collect();
+    entries.sort();
+    entries.into_iter().find(|p| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|text| serde_norway::from_str::<TeamConfig>(&text).ok())
+            .and_then(|c| c.name)
+            .is_some_and(|n| n == ws_name)
+    })
+}
+
+/// `POST /workspaces/:id/expand` (workspace auth): creates and provisions the sub-workspaces
+/// of the workspace's template, as children with the parent's tier.
+pub(crate) async fn expand(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = body::workspace_id(&id)?;
+    let parent: Workspace = state
+        .store
+        .workspaces()
+        .get(id)
+        .await
+        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let no_config = || ApiError::bad_request("no config found for workspace");
+    let configs = state.configs_dir.as_deref().ok_or_else(no_config)?;
+    let file = find_template(configs, &parent.name).ok_or_else(no_config)?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| ApiError::internal("failed to read config", &e))?;
+    let config: TeamConfig = serde_norway::from_str(&text)
+        .map_err(|e| ApiError::internal("failed to parse config", &e))?;
+    if config.sub_workspaces.is_empty() {
+        return Err(ApiError::bad_request(
+            "workspace has no sub_workspaces defined in config",
+        ));
+    }
+    let tier = Tier::try_from(i64::from(parent.tier)).unwrap_or(Tier::DEFAULT);
+    let runtime =
+        Runtime::new(parent.runtime.clone()).unwrap_or_else(|_| Runtime::default_runtime());
+    let mut children = Vec::new();
+    for entry in config.sub_workspaces {
+        let Some(name) = entry
+            .name
+            .or(entry.config)
+            .filter(|n| validation::name(n).is_ok())
+        else {
+            tracing::warn!(workspace = %id, "expand: skipped a sub-workspace without a valid name");
+            continue;
+        };
+        let role = entry.role.filter(|r| validation::role(r).is_ok());
+        let mut new = NewWorkspace::named(name);
+        new.role = role.clone();
+        new.tier = tier;
+        new.runtime = runtime.clone();
+        new.parent_id = Some(id);
+        let child = match state.store.workspaces().create(new).await {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!(workspace = %id, error = %e, "expand: cannot create a child");
+                continue;
+            }
+        };
+        state
+            .events
+            .emit(
+                EventType::WorkspaceProvisioning,
+                Some(child.id),
+                json!({ "name": child.name, "tier": child.tier, "parent_id": id }),
+            )
+            .await;
+        state.lifecycle.spawn_provision(child.id);
+        children.push(json!({ "id": child.id, "name": child.name, "role": role }));
+    }
+    state
+        .events
+        .emit(
+            EventType::WorkspaceExpanded,
+            Some(id),
+            json!({ "children": children }),
+        )
+        .await;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({ "status": "expanded", "children": children }),
+    ))
+}
+
+/// `POST /workspaces/:id/collapse` (workspace auth): removes the direct children, each with
+/// its whole subtree, through the same path as `DELETE` (tokens revoked, compute stopped).
+pub(crate) async fn collapse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = body::workspace_id(&id)?;
+    let workspaces = state.store.workspaces();
+    workspaces
+        .get(id)
+        .await
+        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let children = workspaces
+        .children(id)
+        .await
+        .map_err(|e| ApiError::internal("failed to query children", &e))?;
+    let mut removed = Vec::new();
+    for child in children {
+        match state.lifecycle.remove(child.id, false).await {
+            Ok(_) => removed.push(child.name),
+            Err(LifecycleError::NotFound) => {}
+            Err(e) => return Err(lifecycle_error(e)),
+        }
+    }
+    state
+        .events
+        .emit(
+            EventType::WorkspaceCollapsed,
+            Some(id),
+            json!({ "removed_children": removed }),
+        )
+        .await;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({ "status": "collapsed", "removed": removed }),
+    ))
+}

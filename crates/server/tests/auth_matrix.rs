@@ -5,6 +5,8 @@
 
 mod common;
 
+use molecule_store::on_both_backends;
+
 use common::{ADMIN, Options, TestServer};
 use molecule_server::app::{Guard, ROUTES};
 use molecule_store::testing::TestStore;

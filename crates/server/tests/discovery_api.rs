@@ -3,6 +3,8 @@
 
 mod common;
 
+use molecule_store::on_both_backends;
+
 use common::{ADMIN, Options, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::testing::TestStore;

@@ -10,7 +10,7 @@ use molecule_domain::{EventType, WorkspaceId};
 use molecule_server::app::{self, AppState};
 use molecule_server::auth::Security;
 use molecule_store::testing::TestStore;
-use molecule_store::{Backend, DatabaseUrl, NewWorkspace, Store};
+use molecule_store::{DatabaseUrl, NewWorkspace, Store};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,25 +20,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 const BOUND: Duration = Duration::from_secs(15);
 const ADMIN: &str = "admin-token";
 
-/// Declares each listed `async fn(TestStore)` as two tests, `<name>::sqlite` and
-/// `<name>::postgres`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(super::TestStore::of(super::Backend::Sqlite).await).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(super::TestStore::of(super::Backend::Postgres).await).await;
-                }
-            }
-        )*
-    };
-}
+use molecule_store::on_both_backends;
 
 on_both_backends!(
     canvas_client_receives_every_event,

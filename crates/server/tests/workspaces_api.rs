@@ -4,6 +4,8 @@
 
 mod common;
 
+use molecule_store::on_both_backends;
+
 use common::{ADMIN, Options, TestServer};
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::Running;
@@ -795,6 +797,40 @@ async fn pause_resume_and_hibernate(db: TestStore) {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply, json!({"status": "provisioning", "resumed_count": 2}));
     s.backend().wait_for(|b| b.started(child) == 2).await;
+
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{root}/resume"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (404, Some("workspace not found or not paused"))
+    );
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{root}/hibernate"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "provisioning is not hibernatable: {reply}");
+    let (status, reply) = s
+        .call(
+            "GET",
+            &format!("/workspaces/{root}/console"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (501, Some("console output unavailable on this deployment"))
+    );
 
     let (id, token) = online_workspace(&s, "sleepy").await;
     s.call(

@@ -16,6 +16,27 @@ use sqlx::Connection;
 
 use crate::{DatabaseUrl, Store};
 
+/// Declares each listed `async fn(TestStore)` as two tests, `<name>::sqlite` and
+/// `<name>::postgres`, so that one test body runs against both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::testing::TestStore::sqlite().await).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::testing::TestStore::postgres().await).await;
+                }
+            }
+        )*
+    };
+}
+
 /// A store on a fresh database, which lives as long as this value.
 #[derive(Debug)]
 pub struct TestStore {

@@ -5,25 +5,7 @@ use molecule_domain::{DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId,
 use molecule_store::testing::TestStore;
 use molecule_store::{Backend, NewWorkspace, PlainToken, StoreError, Transition, WorkspaceUpdate};
 
-/// Declares each listed `async fn(TestStore)` as two tests, `<name>::sqlite` and
-/// `<name>::postgres`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(super::TestStore::of(super::Backend::Sqlite).await).await;
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(super::TestStore::of(super::Backend::Postgres).await).await;
-                }
-            }
-        )*
-    };
-}
+use molecule_store::on_both_backends;
 
 on_both_backends!(
     create_then_get_round_trips_every_field,

@@ -264,23 +264,3 @@ impl TestServer {
             .status
     }
 }
-
-/// Declares each listed `async fn(TestStore)` as `<name>::sqlite` and `<name>::postgres`.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(molecule_store::testing::TestStore::sqlite().await).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(molecule_store::testing::TestStore::postgres().await).await;
-                }
-            }
-        )*
-    };
-}

@@ -832,6 +832,54 @@ async fn pause_resume_and_hibernate(db: TestStore) {
         (501, Some("console output unavailable on this deployment"))
     );
 
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{child}/pause"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    s.call(
+        "POST",
+        &format!("/workspaces/{root}/pause"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{root}/restart"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a paused workspace is resumed, not restarted");
+    s.call(
+        "POST",
+        &format!("/workspaces/{root}/resume"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+
+    // A hibernation whose stop fails gives the claim back.
+    let (napper, _) = online_workspace(&s, "napper").await;
+    *s.backend().fail_stop.lock().unwrap() = true;
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{napper}/hibernate"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(s.status_of(napper).await, WorkspaceStatus::Online);
+    *s.backend().fail_stop.lock().unwrap() = false;
+
     let (id, token) = online_workspace(&s, "sleepy").await;
     s.call(
         "POST",

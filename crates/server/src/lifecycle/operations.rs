@@ -19,9 +19,16 @@ pub enum LifecycleError {
     /// No backend is configured.
     #[error("provisioner not available")]
     NoBackend,
-    /// The workspace is not in a state the operation applies to.
+    /// The workspace is not in a state the operation applies to (answered as not found, as
+    /// the reference does).
     #[error("{0}")]
     WrongState(&'static str),
+    /// The operation conflicts with the workspace's state.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The backend could not do its part; the workspace was left as it was.
+    #[error("{0}")]
+    BackendFailed(&'static str),
     /// Hibernation refused because tasks are running.
     #[error("workspace has active tasks; use ?force=true to terminate them")]
     ActiveTasks(i32),
@@ -106,7 +113,7 @@ impl Lifecycle {
             ws.status,
             WorkspaceStatus::Paused | WorkspaceStatus::Hibernating
         ) {
-            return Err(LifecycleError::WrongState(
+            return Err(LifecycleError::Conflict(
                 "workspace is paused — resume it instead",
             ));
         }
@@ -289,7 +296,7 @@ impl Lifecycle {
                     },
                 )
                 .await?;
-            return Err(LifecycleError::WrongState(
+            return Err(LifecycleError::BackendFailed(
                 "hibernation failed: the workspace could not be stopped",
             ));
         }

@@ -593,6 +593,10 @@ pub(crate) fn lifecycle_error(e: LifecycleError) -> ApiError {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "provisioner not available")
         }
         LifecycleError::WrongState(message) => ApiError::not_found(message),
+        LifecycleError::Conflict(message) => ApiError::conflict(message),
+        LifecycleError::BackendFailed(message) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
         LifecycleError::ActiveTasks(n) => ApiError::conflict(e.to_string()).with("active_tasks", n),
         LifecycleError::Store(inner) => ApiError::internal("lookup failed", &inner),
     }

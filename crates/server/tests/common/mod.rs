@@ -27,6 +27,8 @@ pub struct FakeBackend {
     pub running_answers: Mutex<VecDeque<Running>>,
     /// When set, `start` fails.
     pub fail_start: Mutex<bool>,
+    /// When set, `stop` fails.
+    pub fail_stop: Mutex<bool>,
     /// When set, `stop` waits for this semaphore's permit (to hold a cycle open).
     pub stop_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// How many `stop` calls have begun (before the gate).
@@ -102,6 +104,9 @@ impl Provisioner for FakeBackend {
         let gate = self.stop_gate.lock().unwrap().clone();
         if let Some(gate) = gate {
             let _permit = gate.acquire().await.unwrap();
+        }
+        if *self.fail_stop.lock().unwrap() {
+            return Err(ProvisionError::Unavailable("daemon is down".into()));
         }
         self.stops.lock().unwrap().push(id);
         self.changed.notify_waiters();

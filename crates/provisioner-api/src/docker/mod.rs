@@ -50,8 +50,8 @@ const AGENT_UID: u64 = 1000;
 
 /// The Docker backend. Cheap to share: hold it in an `Arc<dyn Provisioner>`.
 pub struct DockerProvisioner {
-    /// The client as configured, before version negotiation.
-    raw: Docker,
+    /// The client as configured, before version negotiation, or why there is none.
+    raw: Result<Docker, String>,
     /// The client after API-version negotiation with the daemon (done once, on first use).
     client: OnceCell<Docker>,
     config: DockerConfig,
@@ -76,22 +76,22 @@ impl DockerProvisioner {
     pub async fn connect(config: DockerConfig) -> Result<Self, ProvisionError> {
         let raw = Docker::connect_with_defaults().map_err(|e| classify(&e))?;
         let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "default".to_owned());
-        let this = Self::from_client(raw, config, endpoint);
+        let this = Self::from_client(Ok(raw), config, endpoint);
         this.client().await.map_err(|e| classify(&e))?;
         Ok(this)
     }
 
-    /// A provisioner for the daemon at a Unix socket path. Nothing is contacted yet: the API
-    /// version is negotiated on first use, so a socket nobody listens on gives
-    /// [`Running::Unknown`] and [`ProvisionError::Unavailable`] instead of an error here.
-    pub fn with_socket(path: &str, config: DockerConfig) -> Result<Self, ProvisionError> {
+    /// A provisioner for the daemon at a Unix socket path. Nothing is contacted here: the API
+    /// version is negotiated on first use, so a socket that is missing or that nobody listens
+    /// on gives [`Running::Unknown`] and [`ProvisionError::Unavailable`] from the calls.
+    pub fn with_socket(path: &str, config: DockerConfig) -> Self {
         let raw =
             Docker::connect_with_unix(path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| classify(&e))?;
-        Ok(Self::from_client(raw, config, format!("unix://{path}")))
+                .map_err(|e| e.to_string());
+        Self::from_client(raw, config, format!("unix://{path}"))
     }
 
-    fn from_client(raw: Docker, config: DockerConfig, endpoint: String) -> Self {
+    fn from_client(raw: Result<Docker, String>, config: DockerConfig, endpoint: String) -> Self {
         Self {
             raw,
             client: OnceCell::new(),
@@ -108,8 +108,9 @@ impl DockerProvisioner {
 
     /// The negotiated client; retried on the next call after a failure.
     async fn client(&self) -> Result<&Docker, DockerError> {
+        let raw = self.raw.clone().map_err(DockerError::SocketNotFoundError)?;
         self.client
-            .get_or_try_init(|| self.raw.clone().negotiate_version())
+            .get_or_try_init(|| raw.negotiate_version())
             .await
     }
 

@@ -1,6 +1,7 @@
 //! The Docker backend on the real local engine, with the echo-agent image that
 //! `cargo xtask image` builds (no registry is reachable: nothing is pulled).
 #![cfg(feature = "docker")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -25,6 +25,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("molecule-testkit", &[]),
+    ("molecule-echo-agent", &["molecule-domain"]),
     ("xtask", &["molecule-testkit"]),
 ];
 

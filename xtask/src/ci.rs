@@ -29,12 +29,13 @@ pub fn run() -> anyhow::Result<()> {
     })?;
     step("crate boundaries", crate::boundaries::run)?;
     step("cargo deny", || deny(&root))?;
+    step("echo agent image", docker_image)?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
 }
 
-fn workspace_root() -> anyhow::Result<PathBuf> {
+pub(crate) fn workspace_root() -> anyhow::Result<PathBuf> {
     Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("xtask has no parent directory")?
@@ -50,11 +51,11 @@ fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     run_in(root, Command::new(cargo_bin()).args(args))
 }
 
-fn cargo_bin() -> String {
+pub(crate) fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
-fn run_in(root: &Path, cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run_in(root: &Path, cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
         .current_dir(root)
@@ -102,6 +103,19 @@ fn deny(root: &Path) -> anyhow::Result<()> {
         );
         Ok(())
     }
+}
+
+/// The echo-agent image the Docker tests run. Without a Docker daemon the step is skipped with
+/// a warning (the Docker tests then fail and say why), except under `CI=true`, where it fails.
+fn docker_image() -> anyhow::Result<()> {
+    if !crate::image::docker_available() {
+        if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+            bail!("CI=true but no Docker daemon answers: the Docker backend cannot be tested");
+        }
+        println!("no Docker daemon answers: image NOT built, the Docker tests will fail");
+        return Ok(());
+    }
+    crate::image::run()
 }
 
 /// Every test of the workspace with nextest. PostgreSQL comes from `TEST_DATABASE_URL` if set;

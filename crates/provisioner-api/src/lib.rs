@@ -2,13 +2,19 @@
 //!
 //! The [`Provisioner`] trait is the one interface between the platform and a backend (local
 //! Docker, AWS EC2). It depends only on `molecule-domain`, so other tools can drive a backend
-//! without the server or a database. Backends live behind features.
+//! without the server or a database. Backends live behind features:
+//!
+//! - `docker`: [`docker::DockerProvisioner`], containers on the local Docker engine (bollard).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
 use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId};
+
+#[cfg(feature = "docker")]
+pub mod docker;
+pub mod names;
 
 /// Which backend a provisioner is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +116,22 @@ pub enum ProvisionError {
     /// Any other failure.
     #[error("backend failure: {0}")]
     Failed(String),
+    /// The image to run is not available (not local and could not be pulled).
+    #[error("image {image:?} not found (verify GHCR visibility for {runtime}): {detail}")]
+    ImageNotFound {
+        /// The image reference.
+        image: String,
+        /// The runtime tag the image was chosen for.
+        runtime: String,
+        /// What the daemon said.
+        detail: String,
+    },
+    /// The thing asked about does not exist (a file in a container, a container).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// This backend does not offer the operation.
+    #[error("not supported by this backend: {0}")]
+    Unsupported(&'static str),
 }
 
 /// A backend that runs workspaces. The lifecycle service is its only caller in the server.
@@ -130,6 +152,49 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
 
     /// Whether the compute of a workspace is running.
     async fn running(&self, workspace_id: WorkspaceId, instance_id: Option<&str>) -> Running;
+
+    /// Removes the storage a workspace keeps between starts (Docker: the config volume and the
+    /// Claude session volume). Call it only after a successful [`Provisioner::stop`]: the
+    /// storage is still in use otherwise. Removing what is already gone succeeds. Backends
+    /// without such storage succeed without doing anything.
+    async fn remove_volume(&self, workspace_id: WorkspaceId) -> Result<(), ProvisionError> {
+        let _ = workspace_id;
+        Ok(())
+    }
+
+    /// Writes the workspace auth token where the agent reads it (Docker: `/configs/.auth_token`
+    /// in the config volume, mode 0600) before the compute starts, so a restarted agent never
+    /// reads a stale token. Backends that deliver the token otherwise succeed without doing
+    /// anything.
+    async fn write_auth_token(
+        &self,
+        workspace_id: WorkspaceId,
+        token: &SecretValue,
+    ) -> Result<(), ProvisionError> {
+        let _ = (workspace_id, token);
+        Ok(())
+    }
+
+    /// Reads one file from the running compute of a workspace, bytes unchanged (the
+    /// reference's `exec_read`). A missing file is [`ProvisionError::NotFound`].
+    async fn read_file(
+        &self,
+        workspace_id: WorkspaceId,
+        path: &str,
+    ) -> Result<Vec<u8>, ProvisionError> {
+        let _ = (workspace_id, path);
+        Err(ProvisionError::Unsupported("read_file"))
+    }
+
+    /// The console output of the compute (EC2: the instance console), for diagnosis.
+    async fn console_output(
+        &self,
+        workspace_id: WorkspaceId,
+        instance_id: Option<&str>,
+    ) -> Result<String, ProvisionError> {
+        let _ = (workspace_id, instance_id);
+        Err(ProvisionError::Unsupported("console_output"))
+    }
 }
 
 #[cfg(test)]

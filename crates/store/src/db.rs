@@ -181,8 +181,12 @@ pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Pool, ConnectError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(CONNECT_TIMEOUT);
+            // One connection: SQLite has one writer anyway, and a second pooled connection can
+            // read from a WAL snapshot older than the last write (a statement sqlx has not reset
+            // yet keeps its read transaction open), which made freshly issued tokens look
+            // revoked. One connection always sees its own writes.
             SqlitePoolOptions::new()
-                .max_connections(8)
+                .max_connections(1)
                 .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(options)
                 .await

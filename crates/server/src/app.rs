@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use molecule_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -82,7 +82,14 @@ pub struct AppState {
     pub supervisor: Supervisor,
     /// The global per-client-IP rate limiter.
     pub rate_limiter: rate_limit::RateLimiter<IpAddr>,
+    /// The org-token mint limiter: [`ORG_MINT_LIMIT`] per hour and client IP.
+    pub org_mint_limiter: rate_limit::RateLimiter<IpAddr>,
 }
+
+/// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
+pub const ORG_MINT_LIMIT: u32 = 10;
+/// The org-token mint limiter's window.
+pub const ORG_MINT_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 impl AppState {
     /// State over an opened store, with no backend and the default [`HttpSettings`].
@@ -107,6 +114,7 @@ impl AppState {
             lifecycle,
             configs_dir: None,
             rate_limiter: rate_limit::RateLimiter::new(http.rate_limit, http.rate_window),
+            org_mint_limiter: rate_limit::RateLimiter::new(ORG_MINT_LIMIT, ORG_MINT_WINDOW),
             http: Arc::new(http),
             metrics: Metrics::new(),
             supervisor: Supervisor::new(),
@@ -143,10 +151,14 @@ pub fn router(state: AppState) -> Router {
 pub enum Guard {
     /// Anyone.
     Public,
-    /// The admin token (or dev mode).
+    /// The admin token or a live org token (or dev mode).
     Admin,
-    /// The admin token or a token of the workspace in the path (or dev mode).
+    /// The admin token, a live org token, or a token of the workspace in the path (or dev
+    /// mode).
     Workspace,
+    /// [`Guard::Workspace`], then "own token if any": once the workspace has a live token,
+    /// only that workspace's own token passes (never the admin token or an org token).
+    WorkspaceOwn,
     /// Anyone while the workspace named in the body has no token; afterwards only its own.
     OwnTokenInBody,
     /// The test-token route: exists only when enabled; the admin token outside dev mode.
@@ -204,11 +216,36 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("GET", "/events/{workspace_id}", Guard::Admin),
     ("GET", "/workspaces/{id}/events/stream", Guard::Workspace),
     ("GET", "/ws", Guard::WebSocket),
+    ("GET", "/workspaces/{id}/secrets", Guard::Workspace),
+    (
+        "GET",
+        "/workspaces/{id}/secrets/values",
+        Guard::WorkspaceOwn,
+    ),
+    ("POST", "/workspaces/{id}/secrets", Guard::Workspace),
+    ("PUT", "/workspaces/{id}/secrets", Guard::Workspace),
+    ("DELETE", "/workspaces/{id}/secrets/{key}", Guard::Workspace),
+    ("GET", "/workspaces/{id}/model", Guard::Workspace),
+    ("PUT", "/workspaces/{id}/model", Guard::Workspace),
+    ("GET", "/workspaces/{id}/provider", Guard::Workspace),
+    ("PUT", "/workspaces/{id}/provider", Guard::Workspace),
+    ("GET", "/settings/secrets", Guard::Admin),
+    ("PUT", "/settings/secrets", Guard::Admin),
+    ("POST", "/settings/secrets", Guard::Admin),
+    ("DELETE", "/settings/secrets/{key}", Guard::Admin),
+    ("GET", "/admin/secrets", Guard::Admin),
+    ("POST", "/admin/secrets", Guard::Admin),
+    ("DELETE", "/admin/secrets/{key}", Guard::Admin),
+    ("GET", "/org/tokens", Guard::Admin),
+    ("POST", "/org/tokens", Guard::Admin),
+    ("DELETE", "/org/tokens/{token_id}", Guard::Admin),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
-    use routes::{admin, discovery, events, registry, system, team, tokens, workspaces};
+    use routes::{
+        admin, discovery, events, org_tokens, registry, secrets, system, team, tokens, workspaces,
+    };
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
         ("GET", "/buildinfo") => get(system::buildinfo),
@@ -244,6 +281,24 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("GET", "/events/{workspace_id}") => get(events::list_one),
         ("GET", "/workspaces/{id}/events/stream") => get(events::stream),
         ("GET", "/ws") => get(events::ws),
+        ("GET", "/workspaces/{id}/secrets") => get(secrets::list),
+        ("GET", "/workspaces/{id}/secrets/values") => get(secrets::values),
+        ("POST", "/workspaces/{id}/secrets") => post(secrets::set),
+        ("PUT", "/workspaces/{id}/secrets") => put(secrets::set),
+        ("DELETE", "/workspaces/{id}/secrets/{key}") => delete(secrets::delete),
+        ("GET", "/workspaces/{id}/model") => get(secrets::get_model),
+        ("PUT", "/workspaces/{id}/model") => put(secrets::set_model),
+        ("GET", "/workspaces/{id}/provider") => get(secrets::get_provider),
+        ("PUT", "/workspaces/{id}/provider") => put(secrets::set_provider),
+        ("GET", "/settings/secrets" | "/admin/secrets") => get(secrets::list_global),
+        ("PUT", "/settings/secrets") => put(secrets::set_global),
+        ("POST", "/settings/secrets" | "/admin/secrets") => post(secrets::set_global),
+        ("DELETE", "/settings/secrets/{key}" | "/admin/secrets/{key}") => {
+            delete(secrets::delete_global)
+        }
+        ("GET", "/org/tokens") => get(org_tokens::list),
+        ("POST", "/org/tokens") => post(org_tokens::create),
+        ("DELETE", "/org/tokens/{token_id}") => delete(org_tokens::revoke),
         _ => return None,
     })
 }
@@ -253,6 +308,7 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new();
     let mut workspace = Router::new();
+    let mut own = Router::new();
     let mut public = Router::new();
     for (method, path, guard) in ROUTES {
         let Some(h) = handler(method, path) else {
@@ -263,6 +319,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         match guard {
             Guard::Admin => admin = admin.route(path, h),
             Guard::Workspace => workspace = workspace.route(path, h),
+            Guard::WorkspaceOwn => own = own.route(path, h),
             Guard::Public
             | Guard::OwnTokenInBody
             | Guard::TestToken
@@ -274,7 +331,15 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     }
     let admin = admin.route_layer(from_fn_with_state(state.clone(), auth::admin_auth));
     let workspace = workspace.route_layer(from_fn_with_state(state.clone(), auth::workspace_auth));
-    Router::new().merge(admin).merge(workspace).merge(public)
+    // Route layers run outermost-last: workspace auth first, then the own-token check.
+    let own = own
+        .route_layer(from_fn_with_state(state.clone(), auth::own_workspace_token))
+        .route_layer(from_fn_with_state(state.clone(), auth::workspace_auth));
+    Router::new()
+        .merge(admin)
+        .merge(workspace)
+        .merge(own)
+        .merge(public)
 }
 
 /// Puts `routes` inside the global pipeline (spec: auth-router §1.1), outermost first:

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use molecule_domain::WorkspaceId;
-use molecule_store::PlainToken;
+use molecule_store::{OrgIdentity, PlainToken};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -190,6 +190,34 @@ pub enum Caller {
     Admin,
     /// A token of this workspace.
     Workspace(WorkspaceId),
+    /// A live org API token: admin everywhere, never a workspace's own identity.
+    Org(OrgIdentity),
+}
+
+/// The answer when the credential store cannot be asked (fail closed, no driver text).
+fn datastore_unavailable() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "platform datastore unavailable — retry shortly",
+    )
+    .with("code", "platform_unavailable")
+}
+
+/// The org token a bearer is, if it is a live one. A datastore failure is a 503, never a
+/// silent "invalid".
+async fn org_caller(state: &AppState, bearer: &str) -> Result<Option<Caller>, ApiError> {
+    match state
+        .store
+        .org_tokens()
+        .validate(&PlainToken::new(bearer))
+        .await
+    {
+        Ok(found) => Ok(found.map(Caller::Org)),
+        Err(e) => {
+            tracing::error!(error = %e, "org token lookup failed");
+            Err(datastore_unavailable())
+        }
+    }
 }
 
 /// Route guard for admin routes.
@@ -198,25 +226,28 @@ pub async fn admin_auth(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = admin_caller(&state, request.headers())?;
+    let caller = admin_caller(&state, request.headers()).await?;
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
 
-/// The admin decision, for handlers that check it themselves.
-pub fn admin_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The admin decision, for handlers that check it themselves: the admin token or a live org
+/// token (a workspace token is never admin).
+pub async fn admin_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if state.security.dev_mode() {
         return Ok(Caller::Dev);
     }
     match bearer(headers) {
         None => Err(ApiError::unauthorized("admin auth required")),
         Some(b) if state.security.is_admin_token(b) => Ok(Caller::Admin),
-        Some(_) => Err(ApiError::unauthorized("invalid admin auth token")),
+        Some(b) => org_caller(state, b)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid admin auth token")),
     }
 }
 
-/// Route guard for `/workspaces/:id/...` routes: the admin token, or a live token of this
-/// workspace. An invalid bearer never falls back to dev mode.
+/// Route guard for `/workspaces/:id/...` routes: the admin token, a live org token, or a live
+/// token of this workspace. An invalid bearer never falls back to dev mode.
 pub async fn workspace_auth(
     State(state): State<AppState>,
     mut request: Request,
@@ -237,6 +268,9 @@ pub async fn workspace_caller(
     match bearer(headers) {
         Some(b) if state.security.is_admin_token(b) => Ok(Caller::Admin),
         Some(b) => {
+            if let Some(org) = org_caller(state, b).await? {
+                return Ok(org);
+            }
             let valid = state
                 .store
                 .tokens()
@@ -281,6 +315,19 @@ pub async fn own_token_if_any(
     } else {
         Err(ApiError::unauthorized("invalid workspace auth token"))
     }
+}
+
+/// Route guard for routes only the workspace itself may call (`GET …/secrets/values`), run
+/// after [`workspace_auth`]: "own token if any", so the admin token and org tokens are refused
+/// whenever the workspace has a live token.
+pub async fn own_workspace_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let id = workspace_id_of(request.uri().path())?;
+    own_token_if_any(&state, request.headers(), id).await?;
+    Ok(next.run(request).await)
 }
 
 /// The `:id` of a `/workspaces/:id/...` path.

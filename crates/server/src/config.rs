@@ -52,6 +52,13 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    /// Key encrypting secret values at rest (AES-256-GCM): standard base64 of 32 bytes, or 32
+    /// raw bytes. Required when MOLECULE_ENV is prod/production; elsewhere, unset means a key
+    /// generated once into `<data dir>/secrets_key` (mode 0600). A malformed key always
+    /// refuses to start.
+    #[arg(long, env = "SECRETS_ENCRYPTION_KEY", hide_env_values = true)]
+    pub secrets_encryption_key: Option<String>,
+
     /// `development`/`dev` (with no ADMIN_TOKEN) turns on the permissive dev mode;
     /// `production` turns off the test-token route.
     #[arg(long = "env", env = "MOLECULE_ENV")]
@@ -105,6 +112,18 @@ impl Config {
             .as_deref()
             .is_none_or(|t| t.trim().is_empty())
             && (env == "development" || env == "dev")
+    }
+
+    /// Production mode: `MOLECULE_ENV` is `prod` or `production` (any case, trimmed). The
+    /// secrets encryption key is then required.
+    pub fn production(&self) -> bool {
+        let env = self
+            .molecule_env
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        env == "prod" || env == "production"
     }
 
     /// Whether the test-token route exists: dev mode, or `MOLECULE_ENABLE_TEST_TOKENS=1`.

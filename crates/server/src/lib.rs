@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metrics;
 pub mod middleware;
 mod routes;
+pub mod secret_key;
 mod shutdown;
 pub mod supervisor;
 
@@ -37,7 +38,17 @@ pub const LOOPS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5
 
 /// Runs the server until a shutdown signal, with everything set up from `config`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // A missing (production) or malformed secrets key refuses to start before anything else.
+    if config.production()
+        && config
+            .secrets_encryption_key
+            .as_deref()
+            .is_none_or(|k| k.trim().is_empty())
+    {
+        return Err(secret_key::SecretKeyError::Missing.into());
+    }
     molecule_store::prepare_data_dir(&config.data_dir)?;
+    let secrets_key = secret_key::load(&config)?;
     let security = auth::Security::from_config(&config)?;
     if security.dev_mode() {
         if config.host.is_loopback() {
@@ -54,7 +65,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(database = %url, "opening the database");
     let store = Store::connect(&url)
         .await
-        .context("cannot open the database")?;
+        .context("cannot open the database")?
+        .with_secret_key(Some(secrets_key));
     let addr = SocketAddr::new(config.host, config.port);
     let listener = TcpListener::bind(addr)
         .await

@@ -1,6 +1,8 @@
 //! Walks the whole route table in strict mode: every guarded route refuses a missing
 //! credential, a token of another workspace, and (on admin routes) a workspace token, and
-//! accepts the right credential. In dev mode the guards let everything through.
+//! accepts the right credential (the admin token and org tokens on admin and workspace
+//! routes; only the workspace's own token on own-token routes). In dev mode the guards let
+//! everything through.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -17,6 +19,7 @@ on_both_backends!(strict_mode_matrix, dev_mode_lets_everything_through);
 fn concrete(path: &str, id: &str) -> String {
     path.replace("{id}", id)
         .replace("{token_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{key}", "SOME_KEY")
 }
 
 async fn strict_mode_matrix(db: TestStore) {
@@ -32,7 +35,36 @@ async fn strict_mode_matrix(db: TestStore) {
     let other = s.create(json!({"name": "other"})).await;
     let target_token = s.state.store.tokens().issue(target).await.unwrap().token;
     let other_token = s.state.store.tokens().issue(other).await.unwrap().token;
+    let org_token = s
+        .state
+        .store
+        .org_tokens()
+        .issue(Some("matrix"), "admin-token", None)
+        .await
+        .unwrap()
+        .token;
     let id = target.to_string();
+    // Own-token routes: only the workspace's own token, never the admin token or an org
+    // token (checked before the matrix below removes the workspace).
+    for (method, template, guard) in ROUTES {
+        if *guard != Guard::WorkspaceOwn {
+            continue;
+        }
+        // Provisioning revokes older tokens: take one issued after it.
+        s.backend().wait_for(|b| b.started(target) >= 1).await;
+        let own = s.state.store.tokens().issue(target).await.unwrap().token;
+        let path = concrete(template, &id);
+        let (status, reply) = s.call(method, &path, Some(own.expose()), None).await;
+        assert!(
+            status != 401 && status != 403,
+            "{method} {template} with its own token: {status} {reply}"
+        );
+        for token in [ADMIN, org_token.expose()] {
+            let (status, reply) = s.call(method, &path, Some(token), None).await;
+            assert_eq!(status, 401, "{method} {template}: {reply}");
+            assert_eq!(reply["error"], "invalid workspace auth token");
+        }
+    }
     // The workspace's own token passes its workspace routes (checked first: the matrix below
     // deletes the workspace with the admin token).
     for (method, template, guard) in ROUTES {
@@ -83,6 +115,11 @@ async fn strict_mode_matrix(db: TestStore) {
                     "{method} {template} with a workspace token: {reply}"
                 );
                 assert_eq!(reply["error"], "invalid admin auth token");
+                let (status, reply) = call(Some(org_token.expose())).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} with an org token: {status} {reply}"
+                );
                 let (status, reply) = call(Some(ADMIN)).await;
                 assert!(
                     !refused(status),
@@ -102,11 +139,24 @@ async fn strict_mode_matrix(db: TestStore) {
                     "{method} {template} with another workspace's token: {reply}"
                 );
                 assert_eq!(reply["error"], "invalid workspace auth token");
+                let (status, reply) = call(Some(org_token.expose())).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} with an org token: {status} {reply}"
+                );
                 let (status, reply) = call(Some(ADMIN)).await;
                 assert!(
                     !refused(status),
                     "{method} {template} with the admin token: {status} {reply}"
                 );
+            }
+            Guard::WorkspaceOwn => {
+                let (status, reply) = call(None).await;
+                assert_eq!(status, 401, "{method} {template}: {reply}");
+                assert_eq!(reply["error"], "missing workspace auth token");
+                let (status, reply) = call(Some(other_token.expose())).await;
+                assert_eq!(status, 401, "{method} {template}: {reply}");
+                assert_eq!(reply["error"], "invalid workspace auth token");
             }
             Guard::OwnTokenInBody => {
                 let (status, _) = call(None).await;
@@ -150,6 +200,8 @@ async fn strict_mode_matrix(db: TestStore) {
                 assert_eq!(status, 401);
                 let (status, _) = call(Some(target_token.expose())).await;
                 assert_eq!(status, 401, "a workspace token is never admin");
+                let (status, _) = call(Some(org_token.expose())).await;
+                assert_eq!(status, 401, "an org token is not the admin token here");
                 let (status, _) = call(Some(ADMIN)).await;
                 assert_eq!(status, 200);
             }
@@ -172,7 +224,9 @@ async fn dev_mode_lets_everything_through(db: TestStore) {
     for (method, template, guard) in ROUTES {
         if matches!(
             *guard,
-            Guard::OwnTokenInBody | Guard::WebSocket | Guard::CallerToken
+            // Own-token checks hold in dev mode too once the workspace has a token (it got
+            // one at provisioning), as in the reference.
+            Guard::OwnTokenInBody | Guard::WebSocket | Guard::CallerToken | Guard::WorkspaceOwn
         ) {
             continue;
         }

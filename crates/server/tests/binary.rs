@@ -30,6 +30,7 @@ fn command(cwd: &Path) -> Command {
         .env_remove("MOLECULE_LOG_FORMAT")
         .env_remove("ADMIN_TOKEN")
         .env_remove("MOLECULE_ENV")
+        .env_remove("SECRETS_ENCRYPTION_KEY")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -242,6 +243,8 @@ fn help_lists_every_setting() {
         "--port",
         "PORT",
         "--log-format",
+        "--secrets-encryption-key",
+        "SECRETS_ENCRYPTION_KEY",
     ] {
         assert!(help.contains(item), "--help lacks {item}:\n{help}");
     }
@@ -249,6 +252,60 @@ fn help_lists_every_setting() {
         !help.contains("hunter2"),
         "--help shows the database password"
     );
+}
+
+#[test]
+fn production_without_a_usable_secrets_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // No key at all.
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_ENV", "production")
+        .env("ADMIN_TOKEN", "a");
+    let err = run_failing(cmd);
+    assert!(err.contains("SECRETS_ENCRYPTION_KEY is required"), "{err}");
+    // A malformed key (32 base64 characters decode to 24 bytes), in production or not.
+    for env in ["production", "staging"] {
+        let mut cmd = command(dir.path());
+        cmd.env("MOLECULE_ENV", env)
+            .env("ADMIN_TOKEN", "a")
+            .env("SECRETS_ENCRYPTION_KEY", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
+        let err = run_failing(cmd);
+        assert!(err.contains("invalid SECRETS_ENCRYPTION_KEY"), "{err}");
+        assert!(
+            !err.contains("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"),
+            "the key reached the log: {err}"
+        );
+    }
+    // Nothing was created: the refusal comes before the database.
+    assert!(!dir.path().join("data/molecule.db").exists());
+}
+
+#[test]
+fn a_valid_production_key_starts_and_a_generated_key_is_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_ENV", "production")
+        .env("ADMIN_TOKEN", "a")
+        .env(
+            "SECRETS_ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(!dir.path().join("data/secrets_key").exists());
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+    // Outside production without a key: one is generated into the data directory.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("ADMIN_TOKEN", "a").args(["--port", "0"]);
+    let server = Server::start(cmd);
+    let key = std::fs::read_to_string(dir.path().join("data/secrets_key")).unwrap();
+    assert_eq!(key.trim().len(), 44);
+    assert!(!server.log.iter().any(|l| l.contains(key.trim())));
+    assert!(server.log.iter().any(|l| l.contains("secrets_key")));
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
 }
 
 #[test]

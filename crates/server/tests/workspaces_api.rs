@@ -1058,6 +1058,8 @@ async fn get_answers_410_for_removed_and_hides_operator_fields(db: TestStore) {
 async fn tokens_routes(db: TestStore) {
     let s = server(db).await;
     let id = s.create(json!({"name": "t"})).await;
+    // Provisioning revokes every older token: issue ours after it.
+    s.backend().wait_for(|b| b.started(id) >= 1).await;
     let (status, reply) = s
         .call(
             "POST",

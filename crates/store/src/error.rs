@@ -74,6 +74,20 @@ pub enum StoreError {
     /// The operating system refused random bytes for a token.
     #[error("no randomness available: {0}")]
     Random(String),
+    /// A secret value could not be encrypted or decrypted.
+    #[error(transparent)]
+    Cipher(#[from] crate::cipher::CipherError),
+    /// One of the secrets given with a new workspace could not be encrypted or saved; the
+    /// workspace was not created.
+    #[error("secret {key} could not be {}: {cause}", if *.encrypt { "encrypted" } else { "saved" })]
+    SecretWrite {
+        /// The secret's key.
+        key: String,
+        /// Whether encryption (rather than the database write) failed.
+        encrypt: bool,
+        /// The underlying error, for logs.
+        cause: String,
+    },
     /// Any other database error. Its text is for logs, never for response bodies.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

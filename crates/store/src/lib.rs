@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod db;
+mod cipher;
 mod error;
 mod events;
 mod hierarchy;
@@ -15,6 +16,8 @@ mod layouts;
 mod listen;
 mod liveness;
 mod migrate;
+mod org_tokens;
+mod secrets;
 mod tokens;
 mod types;
 mod url;
@@ -23,12 +26,15 @@ mod workspaces;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
 pub use hierarchy::MAX_ANCESTOR_HOPS;
 pub use layouts::{Layout, Layouts};
 pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use liveness::Heartbeat;
+pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken, OrgTokens};
+pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
 pub use workspaces::{
@@ -41,6 +47,7 @@ use db::Db;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db<sqlx::PgPool, sqlx::SqlitePool>,
+    key: Option<std::sync::Arc<SecretKey>>,
 }
 
 impl Store {
@@ -49,7 +56,19 @@ impl Store {
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, ConnectError> {
         let db = db::connect(url).await?;
         migrate::run(&db).await?;
-        Ok(Self { db })
+        Ok(Self { db, key: None })
+    }
+
+    /// The same store encrypting secret values with `key` (`None`: stored as plaintext,
+    /// version 0). Values already stored are read by their own `encryption_version`.
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
+        self.key = key.map(std::sync::Arc::new);
+        self
+    }
+
+    /// Whether secret values are encrypted at rest.
+    pub fn encrypts_secrets(&self) -> bool {
+        self.key.is_some()
     }
 
     /// Which backend this store runs on.
@@ -70,7 +89,7 @@ impl Store {
 
     /// The workspaces repository.
     pub fn workspaces(&self) -> Workspaces<'_> {
-        Workspaces::new(&self.db)
+        Workspaces::new(&self.db, self.key.as_deref())
     }
 
     /// The canvas layouts.
@@ -81,6 +100,16 @@ impl Store {
     /// The structure event log.
     pub fn events(&self) -> Events<'_> {
         Events::new(&self.db)
+    }
+
+    /// The workspace and global secrets.
+    pub fn secrets(&self) -> Secrets<'_> {
+        Secrets::new(&self.db, self.key.as_deref())
+    }
+
+    /// The org API tokens.
+    pub fn org_tokens(&self) -> OrgTokens<'_> {
+        OrgTokens::new(&self.db)
     }
 
     /// The workspace auth tokens repository.

@@ -35,7 +35,7 @@ impl PlainToken {
         self.0.get(..8).unwrap_or("")
     }
 
-    fn hash(&self) -> Vec<u8> {
+    pub(crate) fn hash(&self) -> Vec<u8> {
         Sha256::digest(self.0.as_bytes()).to_vec()
     }
 }

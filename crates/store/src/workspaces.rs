@@ -255,11 +255,12 @@ const MAX_DEPTH: i64 = 10_000;
 #[derive(Debug, Clone, Copy)]
 pub struct Workspaces<'a> {
     pub(crate) db: &'a Pool,
+    key: Option<&'a crate::SecretKey>,
 }
 
 impl<'a> Workspaces<'a> {
-    pub(crate) fn new(db: &'a Pool) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Pool, key: Option<&'a crate::SecretKey>) -> Self {
+        Self { db, key }
     }
 
     pub(crate) fn pool(&self) -> &'a Pool {
@@ -268,6 +269,17 @@ impl<'a> Workspaces<'a> {
 
     /// Inserts a workspace in `provisioning` and returns the stored row.
     pub async fn create(&self, new: NewWorkspace) -> Result<Workspace, StoreError> {
+        self.create_with_secrets(new, &[]).await
+    }
+
+    /// Inserts a workspace in `provisioning` together with its secrets (encrypted when a key
+    /// is loaded), in one transaction: if a secret cannot be encrypted or saved
+    /// ([`StoreError::SecretWrite`]), nothing is created.
+    pub async fn create_with_secrets(
+        &self,
+        new: NewWorkspace,
+        secrets: &[(String, crate::Secret)],
+    ) -> Result<Workspace, StoreError> {
         let id = WorkspaceId::new();
         let now = DbTime::now();
         let mut tx = self.db.begin().await?;
@@ -301,6 +313,7 @@ impl<'a> Workspaces<'a> {
             now;
             execute
         )?;
+        crate::secrets::upsert_all_in(&mut tx, self.key, id, secrets).await?;
         let row = select_one(&mut tx, id, false)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -525,6 +538,7 @@ impl<'a> Workspaces<'a> {
             for sql in [
                 "DELETE FROM workspace_auth_tokens WHERE workspace_id = $1",
                 "DELETE FROM canvas_layouts WHERE workspace_id = $1",
+                "DELETE FROM workspace_secrets WHERE workspace_id = $1",
                 "UPDATE workspaces SET parent_id = NULL WHERE parent_id = $1",
                 "UPDATE workspaces SET forwarded_to = NULL WHERE forwarded_to = $1",
             ] {

@@ -32,6 +32,10 @@ on_both_backends!(
     can_communicate_walks_at_most_32_ancestors,
     can_communicate_survives_a_corrupt_cycle,
     notifications_reach_listeners_on_postgres_only,
+    secrets_are_encrypted_upserted_and_listed_without_values,
+    secrets_of_older_databases_and_without_a_key,
+    create_with_secrets_is_one_transaction,
+    org_tokens_issue_validate_list_revoke,
 );
 
 async fn create_then_get_round_trips_every_field(s: TestStore) {
@@ -1077,4 +1081,193 @@ async fn events_are_recorded_and_listed_newest_first(s: TestStore) {
         s.events().get(first.id).await.unwrap().unwrap().event_type,
         "WORKSPACE_PROVISIONING"
     );
+}
+
+fn keyed(s: &TestStore) -> molecule_store::Store {
+    (**s)
+        .clone()
+        .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()))
+}
+
+async fn secrets_are_encrypted_upserted_and_listed_without_values(s: TestStore) {
+    let store = keyed(&s);
+    let id = store
+        .workspaces()
+        .create(NewWorkspace::named("w"))
+        .await
+        .unwrap()
+        .id;
+    let secrets = store.secrets();
+    secrets.set_workspace(id, "B", "bee-value").await.unwrap();
+    secrets.set_workspace(id, "A", "first").await.unwrap();
+    secrets.set_workspace(id, "A", "second").await.unwrap();
+    secrets.set_global("G", "global-value").await.unwrap();
+    let (raw, version) = secrets.raw_workspace(id, "A").await.unwrap().unwrap();
+    assert_eq!(version, molecule_store::VERSION_AES_GCM);
+    assert!(!String::from_utf8_lossy(&raw).contains("second"));
+    let (graw, gversion) = secrets.raw_global("G").await.unwrap().unwrap();
+    assert_eq!(gversion, molecule_store::VERSION_AES_GCM);
+    assert!(!String::from_utf8_lossy(&graw).contains("global-value"));
+    let listed: Vec<String> = secrets
+        .list_workspace(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(listed, ["A", "B"]);
+    assert_eq!(
+        secrets
+            .get_workspace(id, "A")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "second"
+    );
+    let values: Vec<(String, String)> = secrets
+        .workspace_values(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap().into_exposed()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("A".into(), "second".into()),
+            ("B".into(), "bee-value".into())
+        ]
+    );
+    assert_eq!(secrets.workspaces_using_global("G").await.unwrap(), [id]);
+    assert!(
+        secrets
+            .workspaces_using_global("A")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(secrets.delete_workspace(id, "A").await.unwrap());
+    assert!(!secrets.delete_workspace(id, "A").await.unwrap());
+    assert!(secrets.delete_global("G").await.unwrap());
+    assert!(secrets.list_global().await.unwrap().is_empty());
+    // Purge removes a workspace's secrets with it.
+    store.workspaces().purge(&[id]).await.unwrap();
+    assert!(secrets.list_workspace(id).await.unwrap().is_empty());
+}
+
+async fn secrets_of_older_databases_and_without_a_key(s: TestStore) {
+    let id = s
+        .workspaces()
+        .create(NewWorkspace::named("w"))
+        .await
+        .unwrap()
+        .id;
+    // No key: plaintext, version 0.
+    s.secrets().set_workspace(id, "P", "plain").await.unwrap();
+    let (raw, version) = s.secrets().raw_workspace(id, "P").await.unwrap().unwrap();
+    assert_eq!((raw.as_slice(), version), (&b"plain"[..], 0));
+    // A key loaded later still reads version-0 rows, and writes version 1.
+    let store = keyed(&s);
+    assert_eq!(
+        store
+            .secrets()
+            .get_workspace(id, "P")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "plain"
+    );
+    store.secrets().set_workspace(id, "E", "enc").await.unwrap();
+    // Without the key, version 1 cannot be read; an unknown version never.
+    assert!(matches!(
+        s.secrets().get_workspace(id, "E").await,
+        Err(molecule_store::StoreError::Cipher(
+            molecule_store::CipherError::NoKey
+        ))
+    ));
+    store
+        .secrets()
+        .put_raw_workspace(id, "F", b"future", 7)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.secrets().get_workspace(id, "F").await,
+        Err(molecule_store::StoreError::Cipher(
+            molecule_store::CipherError::UnknownVersion(7)
+        ))
+    ));
+}
+
+async fn create_with_secrets_is_one_transaction(s: TestStore) {
+    let store = keyed(&s);
+    let secrets = vec![("K".to_owned(), molecule_store::Secret::new("v"))];
+    let ws = store
+        .workspaces()
+        .create_with_secrets(NewWorkspace::named("w"), &secrets)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .secrets()
+            .get_workspace(ws.id, "K")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "v"
+    );
+    // A failing create (missing parent) leaves no secret rows behind.
+    let mut orphan = NewWorkspace::named("orphan");
+    orphan.parent_id = Some(WorkspaceId::new());
+    assert!(
+        store
+            .workspaces()
+            .create_with_secrets(orphan, &secrets)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.workspaces().list().await.unwrap().len(), 1);
+}
+
+async fn org_tokens_issue_validate_list_revoke(s: TestStore) {
+    let org = s
+        .workspaces()
+        .create(NewWorkspace::named("org"))
+        .await
+        .unwrap()
+        .id;
+    let tokens = s.org_tokens();
+    let a = tokens.issue(Some("a"), "admin-token", None).await.unwrap();
+    let b = tokens
+        .issue(None, "org-token:abcdefgh", Some(org.as_uuid()))
+        .await
+        .unwrap();
+    assert_eq!(a.token.expose().len(), 43);
+    assert_ne!(a.token.expose(), b.token.expose());
+    let who = tokens.validate(&b.token).await.unwrap().unwrap();
+    assert_eq!(who.id, b.info.id);
+    assert_eq!(who.org_id, Some(org.as_uuid()));
+    assert_eq!(who.prefix, &b.token.expose()[..8]);
+    assert!(
+        tokens
+            .validate(&molecule_store::PlainToken::new("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let list = tokens.list().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, b.info.id, "newest first");
+    assert!(list[0].last_used_at.is_some());
+    assert_eq!(list[1].name.as_deref(), Some("a"));
+    // A workspace token is not an org token, and the other way round.
+    let wtoken = s.tokens().issue(org).await.unwrap().token;
+    assert!(tokens.validate(&wtoken).await.unwrap().is_none());
+    assert_eq!(s.tokens().workspace_of(&a.token).await.unwrap(), None);
+    assert!(tokens.revoke(a.info.id).await.unwrap());
+    assert!(!tokens.revoke(a.info.id).await.unwrap());
+    assert!(tokens.validate(&a.token).await.unwrap().is_none());
+    assert_eq!(tokens.list().await.unwrap().len(), 1);
 }

@@ -1,6 +1,8 @@
 //! Starting a workspace: the provision request from the whole row, fresh credentials, the
 //! backend call, and `failed` with a canned reason when anything goes wrong.
 
+use std::collections::BTreeMap;
+
 use molecule_domain::{EventType, Tier, WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::{ProvisionRequest, SecretValue};
 use molecule_store::{StatusChange, Workspace};
@@ -11,6 +13,16 @@ use super::{Lifecycle, NO_BACKEND};
 /// The reason stored when the backend refuses to start a workspace (backend text is only
 /// logged).
 pub(crate) const START_FAILED: &str = "workspace start failed";
+
+/// The reason stored when a global secret cannot be decrypted (never its key or the cause).
+pub(crate) const GLOBAL_DECRYPT_FAILED: &str = "failed to decrypt global secret";
+/// The reason stored when a workspace secret cannot be decrypted.
+pub(crate) const WORKSPACE_DECRYPT_FAILED: &str = "failed to decrypt workspace secret";
+/// The reason stored when the secrets cannot be read at all.
+pub(crate) const SECRETS_UNREADABLE: &str = "failed to load secrets";
+
+/// The workspace secret that holds the model choice.
+const MODEL_SECRET: &str = "MODEL_PROVIDER";
 
 impl Lifecycle {
     /// Provisions a workspace that is in `provisioning`, in the background; the returned
@@ -73,9 +85,57 @@ impl Lifecycle {
         }
     }
 
-    /// Builds the request from the whole row, with a fresh auth token (all older ones are
-    /// revoked) and a fresh platform inbound secret.
+    /// The container environment: every global secret, then the workspace's own (which win),
+    /// plus `MODEL` (and `HERMES_DEFAULT_MODEL` for hermes) from the stored model choice.
+    /// Any value that cannot be decrypted aborts with a canned reason.
+    async fn env_for(
+        &self,
+        ws: &Workspace,
+    ) -> Result<(BTreeMap<String, SecretValue>, Option<String>), &'static str> {
+        let secrets = self.inner.store.secrets();
+        let read_failed = |e: molecule_store::StoreError| {
+            tracing::error!(workspace = %ws.id, error = %e, "provision: cannot read secrets");
+            SECRETS_UNREADABLE
+        };
+        let global = secrets.global_values().await.map_err(read_failed)?;
+        let own = secrets.workspace_values(ws.id).await.map_err(read_failed)?;
+        let mut env = BTreeMap::new();
+        for (reads, reason) in [
+            (global, GLOBAL_DECRYPT_FAILED),
+            (own, WORKSPACE_DECRYPT_FAILED),
+        ] {
+            for (key, value) in reads {
+                match value {
+                    Ok(v) => {
+                        env.insert(key, SecretValue::new(v.into_exposed()));
+                    }
+                    Err(e) => {
+                        tracing::error!(workspace = %ws.id, error = %e, "provision: {reason}");
+                        return Err(reason);
+                    }
+                }
+            }
+        }
+        let model = env
+            .get(MODEL_SECRET)
+            .map(|m| m.expose().trim().to_owned())
+            .filter(|m| !m.is_empty());
+        if let Some(model) = &model {
+            env.insert("MODEL".to_owned(), SecretValue::new(model.clone()));
+            if ws.runtime == "hermes" {
+                env.insert(
+                    "HERMES_DEFAULT_MODEL".to_owned(),
+                    SecretValue::new(model.clone()),
+                );
+            }
+        }
+        Ok((env, model))
+    }
+
+    /// Builds the request from the whole row and the merged secrets, with a fresh auth token
+    /// (all older ones are revoked) and a fresh platform inbound secret.
     async fn request_for(&self, ws: &Workspace) -> Result<ProvisionRequest, &'static str> {
+        let (env, model) = self.env_for(ws).await?;
         let store = &self.inner.store;
         let tokens = store.tokens();
         let auth_token = match tokens.revoke_all(ws.id).await {
@@ -111,12 +171,12 @@ impl Lifecycle {
             tier: Tier::try_from(i64::from(ws.tier)).unwrap_or(Tier::DEFAULT),
             runtime: ws.runtime.clone(),
             parent_id: ws.parent_id,
-            model: None,
+            model,
             template: None,
             workspace_dir: ws.workspace_dir.clone(),
             workspace_access: ws.workspace_access,
             platform_url: self.inner.platform_url.clone(),
-            env: Default::default(),
+            env,
             auth_token,
             platform_inbound_secret: inbound,
         })

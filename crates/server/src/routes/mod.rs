@@ -3,7 +3,9 @@
 pub(crate) mod admin;
 pub(crate) mod discovery;
 pub(crate) mod events;
+pub(crate) mod org_tokens;
 pub(crate) mod registry;
+pub(crate) mod secrets;
 pub(crate) mod system;
 pub(crate) mod team;
 pub(crate) mod tokens;

@@ -39,12 +39,23 @@ struct CreateRequest {
     parent_id: Option<String>,
     budget_limit: Option<i64>,
     #[serde(default)]
-    secrets: HashMap<String, String>,
+    secrets: SecretMap,
     max_concurrent_tasks: Option<i64>,
     canvas: Option<Canvas>,
     #[serde(default)]
     initial_memories: Vec<Value>,
     hibernation_idle_minutes: Option<i32>,
+}
+
+/// The `secrets` of a create body. Its `Debug` shows the keys only.
+#[derive(Default, Deserialize)]
+#[serde(transparent)]
+struct SecretMap(std::collections::BTreeMap<String, String>);
+
+impl std::fmt::Debug for SecretMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +93,8 @@ fn valid_template(name: &str) -> bool {
 /// Everything `POST /workspaces` checks before it writes anything.
 struct Validated {
     new: NewWorkspace,
+    secrets: Vec<(String, molecule_store::Secret)>,
+    model: Option<String>,
     external: bool,
     url: Option<String>,
     canvas: Option<(f64, f64)>,
@@ -160,12 +173,6 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
             "budget_limit must be >= 0 (USD cents)",
         ));
     }
-    // Not stored yet: refusing is better than silently dropping them.
-    if !req.secrets.is_empty() {
-        return Err(ApiError::bad_request(
-            "secrets cannot be set at creation on this server yet: set them after creating the workspace",
-        ));
-    }
     if !req.initial_memories.is_empty() {
         return Err(ApiError::bad_request(
             "initial_memories are not supported on this server yet",
@@ -184,6 +191,16 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
         return Err(ApiError::bad_request("url scheme must be http or https"));
     }
     Ok(Validated {
+        secrets: req
+            .secrets
+            .0
+            .into_iter()
+            .map(|(k, v)| (k, molecule_store::Secret::new(v)))
+            .collect(),
+        model: req
+            .model
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
         new: NewWorkspace {
             name,
             role: req.role,
@@ -224,13 +241,31 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let request: CreateRequest = body::json(&body, "invalid workspace payload")?;
     let v = validate_create(request)?;
-    let ws = match state.store.workspaces().create(v.new).await {
+    let created = state
+        .store
+        .workspaces()
+        .create_with_secrets(v.new, &v.secrets)
+        .await;
+    let ws = match created {
         Ok(ws) => ws,
         Err(StoreError::ParentNotFound) => {
             return Err(ApiError::bad_request("parent workspace not found"));
         }
+        Err(StoreError::SecretWrite {
+            ref key, encrypt, ..
+        }) => {
+            let what = if encrypt { "encrypt" } else { "save" };
+            let message = format!("failed to {what} secret: {key}");
+            return Err(ApiError::internal(
+                &message,
+                &created.err().map_or(String::new(), |e| e.to_string()),
+            ));
+        }
         Err(e) => return Err(ApiError::internal("failed to create workspace", &e)),
     };
+    if let Some(model) = &v.model {
+        super::secrets::store_model_choice(&state, ws.id, model).await;
+    }
     if let Some(position) = v.canvas
         && let Err(e) = state
             .store

@@ -161,8 +161,12 @@ impl TestServer {
         } else {
             Security::strict(ADMIN.into(), true)
         };
+        // Secret values are encrypted in every test server, as in a real one.
+        let store = (*db)
+            .clone()
+            .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()));
         let state = AppState::with_backend(
-            (*db).clone(),
+            store,
             security,
             backend.clone().map(|b| b as Arc<dyn Provisioner>),
             "http://platform.test:8080".into(),

@@ -81,6 +81,11 @@ pub struct Config {
     #[arg(long, env = "PLATFORM_URL")]
     pub platform_url: Option<String>,
 
+    /// Where workspaces run: `docker`, `ec2` or `none`; unset: Docker when its daemon answers,
+    /// else none (only external workspaces).
+    #[arg(long, env = "MOLECULE_BACKEND")]
+    pub backend: Option<String>,
+
     /// Directory of workspace templates (each a folder with a `config.yaml`); default: the
     /// first of `workspace-configs-templates`, `../…`, `../../…` that holds one.
     #[arg(long, env = "CONFIGS_DIR")]

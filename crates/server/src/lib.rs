@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -75,7 +76,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
-    let state = AppState::with_backend(store.clone(), security, None, config.platform_url())
+    let backend = backend::choose(&config).await?;
+    let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(HttpSettings::from_config(&config))
         .with_configs_dir(config.configs_dir());
     let mut replicas = state.events.start_listener();

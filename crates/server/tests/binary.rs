@@ -32,6 +32,7 @@ fn command(cwd: &Path) -> Command {
         .env_remove("MOLECULE_ENV")
         .env_remove("SECRETS_ENCRYPTION_KEY")
         .env("RUST_LOG", "info")
+        .env("MOLECULE_BACKEND", "none")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -494,4 +495,61 @@ async fn two_processes_on_one_postgres_share_events() {
     assert_eq!(got["payload"]["name"], "made-on-a");
     drop(a);
     drop(b);
+}
+
+#[test]
+fn an_unknown_backend_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_BACKEND", "kubernetes")
+        .args(["--port", "0"]);
+    let err = run_failing(cmd);
+    assert!(
+        err.contains("MOLECULE_BACKEND must be docker, ec2 or none"),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_asked_for_but_unreachable_is_a_clear_error_and_unset_falls_back_to_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("no-daemon.sock");
+    let host = format!("unix://{}", socket.display());
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_BACKEND", "docker")
+        .env("DOCKER_HOST", &host)
+        .args(["--port", "0"]);
+    let err = run_failing(cmd);
+    assert!(err.contains("the Docker daemon does not answer"), "{err}");
+
+    let mut cmd = command(dir.path());
+    cmd.env_remove("MOLECULE_BACKEND")
+        .env("DOCKER_HOST", &host)
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(
+        server.log.iter().any(|l| l.contains("backend: none")),
+        "{:?}",
+        server.log
+    );
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+/// With the machine's Docker daemon answering, an unset `MOLECULE_BACKEND` picks Docker.
+#[test]
+fn unset_backend_picks_docker_when_its_daemon_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env_remove("MOLECULE_BACKEND")
+        .env_remove("DOCKER_HOST")
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert!(
+        server.log.iter().any(|l| l.contains("backend: docker")),
+        "Docker is required for this test (CI runs it): {:?}",
+        server.log
+    );
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
 }

@@ -1230,8 +1230,9 @@ async fn budget_routes_and_bootstrap_failed(db: TestStore) {
 async fn provision_failure_hides_backend_text(db: TestStore) {
     let s = server(db).await;
     *s.backend().fail_start.lock().unwrap() = true;
-    let id = s.create(json!({"name": "doomed"})).await;
+    // Subscribed before the create: the failure follows the start at once.
     let mut events = s.state.events.subscribe();
+    let id = s.create(json!({"name": "doomed"})).await;
     s.backend().wait_for(|b| b.started(id) == 1).await;
     let failed = next_event(&mut events, "WORKSPACE_PROVISION_FAILED", id).await;
     assert_eq!(failed["payload"]["error"], "workspace start failed");

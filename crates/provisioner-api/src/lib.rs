@@ -187,6 +187,13 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
     }
 
     /// The console output of the compute (EC2: the instance console), for diagnosis.
+    /// The workspaces that have compute managed by this backend (running or not), by the
+    /// managed label. Used by the orphan sweeper.
+    async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
+        Ok(Vec::new())
+    }
+
+    /// The console output (logs) of a workspace's compute.
     async fn console_output(
         &self,
         workspace_id: WorkspaceId,

@@ -157,6 +157,10 @@ async fn start_check_stop_remove() {
     let card = card.expect("the agent card never answered");
     assert_eq!(card["name"], format!("echo-{id}"));
     assert_eq!(backend.running(id, None).await, Running::Yes);
+    assert!(
+        backend.managed_workspaces().await.unwrap().contains(&id),
+        "listed as managed"
+    );
 
     // The secrets were written into the config volume before start.
     let token = backend.read_file(id, "/configs/.auth_token").await.unwrap();
@@ -174,6 +178,10 @@ async fn start_check_stop_remove() {
     // Stop: gone, not running; stopping again succeeds.
     backend.stop(id, None).await.unwrap();
     assert_eq!(backend.running(id, None).await, Running::No);
+    assert!(
+        !backend.managed_workspaces().await.unwrap().contains(&id),
+        "gone from the managed list"
+    );
     assert!(docker.inspect_container(&name, None).await.is_err());
     backend.stop(id, None).await.unwrap();
 

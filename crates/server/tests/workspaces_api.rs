@@ -33,6 +33,7 @@ on_both_backends!(
     collapse_removes_the_children_subtrees,
     expand_creates_and_provisions_the_template_team,
     oversized_bodies_are_refused,
+    orphaned_compute_is_removed_and_console_is_served,
 );
 
 async fn server(db: TestStore) -> TestServer {
@@ -1445,4 +1446,50 @@ async fn expand_creates_and_provisions_the_template_team(db: TestStore) {
         (status, reply["error"].as_str()),
         (400, Some("no config found for workspace"))
     );
+}
+
+async fn orphaned_compute_is_removed_and_console_is_served(db: TestStore) {
+    let s = server(db).await;
+    let live = s.create(json!({"name": "live"})).await;
+    let gone = s.create(json!({"name": "gone"})).await;
+    s.call("DELETE", &format!("/workspaces/{gone}"), Some(ADMIN), None)
+        .await;
+    let unknown = WorkspaceId::new();
+    *s.backend().managed.lock().unwrap() = vec![live, gone, unknown];
+    let stops_before = s.backend().stopped(gone);
+    assert_eq!(s.state.lifecycle.sweep_orphans().await.unwrap(), 2);
+    assert_eq!(
+        s.backend().stopped(unknown),
+        1,
+        "left behind by a crashed server"
+    );
+    assert_eq!(s.backend().stopped(gone), stops_before + 1);
+    assert_eq!(
+        s.backend().stopped(live),
+        0,
+        "a live workspace is never an orphan"
+    );
+
+    *s.backend().console.lock().unwrap() = Some("booting...\nready".into());
+    let (status, reply) = s
+        .call(
+            "GET",
+            &format!("/workspaces/{live}/console"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply),
+        (200, json!({"output": "booting...\nready"}))
+    );
+    let (status, _) = s
+        .call(
+            "GET",
+            &format!("/workspaces/{unknown}/console"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
 }

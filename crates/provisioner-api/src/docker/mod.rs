@@ -27,8 +27,9 @@ use bollard::models::{
     PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, UploadToContainerOptions,
+    CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    UploadToContainerOptions,
 };
 use futures_util::StreamExt;
 use molecule_domain::{Runtime, Tier, WorkspaceId};
@@ -494,6 +495,29 @@ impl Provisioner for DockerProvisioner {
             Err(e) if is_not_found(&e) => Running::No,
             Err(e) => Running::Unknown(e.to_string()),
         }
+    }
+
+    async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
+        let docker = self.docker().await?;
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{MANAGED_LABEL}=true")],
+        )]);
+        let containers = docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| context(&e, "failed to list managed containers"))?;
+        let mut ids: Vec<WorkspaceId> = containers
+            .into_iter()
+            .filter_map(|c| c.labels?.get(WORKSPACE_LABEL)?.parse().ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     async fn remove_volume(&self, workspace_id: WorkspaceId) -> Result<(), ProvisionError> {

@@ -116,6 +116,83 @@ impl Lifecycle {
     }
 }
 
+impl Lifecycle {
+    /// Orphans: compute the backend manages for a workspace that is removed or unknown (e.g.
+    /// left behind by a crashed server) is stopped and its volumes removed. Returns how many.
+    pub async fn sweep_orphans(&self) -> Result<usize, StoreError> {
+        let Some(backend) = self.inner.backend.clone() else {
+            return Ok(0);
+        };
+        let managed = match backend.managed_workspaces().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "orphan sweep: cannot list managed compute");
+                return Ok(0);
+            }
+        };
+        let mut removed = 0;
+        for id in managed {
+            let live = self
+                .inner
+                .store
+                .workspaces()
+                .get(id)
+                .await?
+                .is_some_and(|w| !w.status.is_removed());
+            if live {
+                continue;
+            }
+            let lock = self.lock_of(id);
+            let _guard = lock.lock().await;
+            match backend.stop(id, None).await {
+                Ok(()) => {
+                    if let Err(e) = backend.remove_volume(id).await {
+                        tracing::warn!(workspace = %id, error = %e, "orphan sweep: volume not removed");
+                    }
+                    tracing::info!(workspace = %id, "orphan sweep: removed compute of a workspace that no longer exists");
+                    removed += 1;
+                }
+                Err(e) => tracing::warn!(workspace = %id, error = %e, "orphan sweep: stop failed"),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The console output of a workspace's compute: `None` when this deployment has none
+    /// (no backend, an external workspace, or a backend without console access).
+    pub async fn console(
+        &self,
+        id: molecule_domain::WorkspaceId,
+    ) -> Result<Option<String>, super::LifecycleError> {
+        let ws = self
+            .inner
+            .store
+            .workspaces()
+            .get(id)
+            .await?
+            .filter(|w| !w.status.is_removed())
+            .ok_or(super::LifecycleError::NotFound)?;
+        let Some(backend) = &self.inner.backend else {
+            return Ok(None);
+        };
+        if ws.runtime == Runtime::EXTERNAL {
+            return Ok(None);
+        }
+        match backend.console_output(id, ws.instance_id.as_deref()).await {
+            Ok(text) => Ok(Some(text)),
+            Err(molecule_provisioner_api::ProvisionError::Unsupported(_)) => Ok(None),
+            Err(e) => {
+                tracing::warn!(workspace = %id, error = %e, "console output failed");
+                Err(super::LifecycleError::BackendFailed(
+                    "the backend returned an error fetching console output",
+                ))
+            }
+        }
+    }
+}
+
+/// How often the orphan sweeper runs.
+pub const ORPHANS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often the hibernation monitor runs.
 pub const HIBERNATION_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
 /// How often the liveness sweep runs.
@@ -125,7 +202,7 @@ pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(15)
 /// How often the provision-timeout sweep runs.
 pub const PROVISION_TIMEOUT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Starts the supervised sweep loops: `liveness-monitor`, `health-sweep`,
+/// Starts the supervised sweep loops: `liveness-monitor`, `health-sweep`, `orphan-sweeper`,
 /// `hibernation-monitor` and `provision-timeout-sweep`, each reporting its last tick on `/admin/liveness`.
 pub fn spawn_all(state: &crate::app::AppState, config: &crate::config::Config) {
     let ttl = Duration::seconds(i64::try_from(config.liveness_ttl_seconds).unwrap_or(i64::MAX));

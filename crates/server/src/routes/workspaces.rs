@@ -818,13 +818,22 @@ pub(crate) async fn set_budget(
     }
 }
 
-/// `GET /workspaces/:id/console` (admin): no configured backend serves console output yet.
-pub(crate) async fn console(Path(id): Path<String>) -> ApiResult<Response> {
-    body::workspace_id(&id)?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "console output unavailable on this deployment",
-    ))
+/// `GET /workspaces/:id/console` (admin): the console output of the workspace's compute.
+pub(crate) async fn console(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = body::workspace_id(&id)?;
+    match state.lifecycle.console(id).await.map_err(|e| match e {
+        LifecycleError::BackendFailed(message) => ApiError::new(StatusCode::BAD_GATEWAY, message),
+        other => lifecycle_error(other),
+    })? {
+        Some(output) => Ok(ok_json(StatusCode::OK, json!({ "output": output }))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "console output unavailable on this deployment",
+        )),
+    }
 }
 
 /// `POST /admin/workspaces/:id/bootstrap-failed` (admin).

@@ -29,6 +29,10 @@ pub struct FakeBackend {
     pub fail_start: Mutex<bool>,
     /// When set, `stop` fails.
     pub fail_stop: Mutex<bool>,
+    /// What `managed_workspaces` answers.
+    pub managed: Mutex<Vec<WorkspaceId>>,
+    /// What `console_output` answers; `None`: unsupported.
+    pub console: Mutex<Option<String>>,
     /// When set, `stop` waits for this semaphore's permit (to hold a cycle open).
     pub stop_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// How many `stop` calls have begun (before the gate).
@@ -111,6 +115,22 @@ impl Provisioner for FakeBackend {
         self.stops.lock().unwrap().push(id);
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
+        Ok(self.managed.lock().unwrap().clone())
+    }
+
+    async fn console_output(
+        &self,
+        _id: WorkspaceId,
+        _instance: Option<&str>,
+    ) -> Result<String, ProvisionError> {
+        self.console
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or(ProvisionError::Unsupported("console_output"))
     }
 
     async fn running(&self, _id: WorkspaceId, _instance: Option<&str>) -> Running {

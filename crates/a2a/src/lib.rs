@@ -3,3 +3,4 @@
 //! Built on `molecule-domain` and `molecule-store`; the server passes in whatever else it needs.
 
 pub mod normalize;
+pub mod ssrf;

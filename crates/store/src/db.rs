@@ -82,6 +82,14 @@ impl Sql {
         }
     }
 
+    /// A query built at run time, once per dialect.
+    pub(crate) fn built(postgres: String, sqlite: String) -> Self {
+        Self {
+            postgres: Cow::Owned(postgres),
+            sqlite: Cow::Owned(sqlite),
+        }
+    }
+
     /// Both texts with `from` replaced by `to` (for lists built from domain constants).
     pub(crate) fn replace(&self, from: &str, to: &str) -> Self {
         Self {

@@ -88,12 +88,31 @@ pub enum StoreError {
         /// The underlying error, for logs.
         cause: String,
     },
+    /// A row with the same unique key (an activity's idempotency key) already exists.
+    #[error("duplicate key")]
+    Duplicate,
+    /// The paging cursor names no row of this workspace (pruned, or another workspace's).
+    #[error("cursor not found")]
+    CursorNotFound,
+    /// The queue item does not exist.
+    #[error("queue item not found")]
+    QueueItemNotFound,
     /// Any other database error. Its text is for logs, never for response bodies.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
 
 impl StoreError {
+    /// Classifies a failed write: a unique-key clash is [`StoreError::Duplicate`], a missing
+    /// referenced workspace [`StoreError::NotFound`], anything else a database error.
+    pub(crate) fn from_write(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(d) if d.is_unique_violation() => StoreError::Duplicate,
+            Some(d) if d.is_foreign_key_violation() => StoreError::NotFound,
+            _ => StoreError::Database(e),
+        }
+    }
+
     /// Whether the store was closed: retrying cannot succeed.
     pub fn is_closed(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::PoolClosed))

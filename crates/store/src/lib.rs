@@ -1,13 +1,14 @@
 //! Persistence for molecule-rs: one repository API over PostgreSQL and SQLite.
 //!
 //! [`Store::connect`] opens the database a [`DatabaseUrl`] names, applies the embedded migrations
-//! of the top-level `migrations/` folder and hands out repositories: [`Workspaces`] and
-//! [`WorkspaceTokens`]. Every query is written once per dialect where the dialects differ, and
+//! of the top-level `migrations/` folder and hands out repositories: [`Workspaces`],
+//! [`WorkspaceTokens`], [`Activity`], [`Queue`] and the others below. Every query is written once per dialect where the dialects differ, and
 //! bound and decoded through the same code for both, so the two backends cannot drift apart;
 //! the conformance suite in `tests/` runs every repository test against both.
 
 #[macro_use]
 mod db;
+mod activity;
 mod cipher;
 mod error;
 mod events;
@@ -17,6 +18,7 @@ mod listen;
 mod liveness;
 mod migrate;
 mod org_tokens;
+mod queue;
 mod secrets;
 mod tokens;
 mod types;
@@ -26,6 +28,10 @@ mod workspaces;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use activity::{
+    Activity, ActivityQuery, ActivityRow, DELEGATION_TYPE, DelegationChange, METHOD_DELEGATE,
+    METHOD_DELEGATE_RESULT, NewActivity, SourceFilter,
+};
 pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
@@ -34,6 +40,10 @@ pub use layouts::{Layout, Layouts};
 pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use liveness::Heartbeat;
 pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken, OrgTokens};
+pub use queue::{
+    Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
+    QueueStatus,
+};
 pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
@@ -110,6 +120,16 @@ impl Store {
     /// The org API tokens.
     pub fn org_tokens(&self) -> OrgTokens<'_> {
         OrgTokens::new(&self.db)
+    }
+
+    /// The activity log.
+    pub fn activity(&self) -> Activity<'_> {
+        Activity::new(&self.db)
+    }
+
+    /// The A2A queue.
+    pub fn queue(&self) -> Queue<'_> {
+        Queue::new(&self.db)
     }
 
     /// The workspace auth tokens repository.

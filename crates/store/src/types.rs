@@ -48,11 +48,13 @@ impl DbTime {
     /// Now, truncated to microseconds (PostgreSQL's precision), so that a value reads back
     /// exactly as it was written on both backends.
     pub(crate) fn now() -> Self {
-        let now = OffsetDateTime::now_utc();
-        DbTime(
-            now.replace_nanosecond(now.microsecond() * 1000)
-                .unwrap_or(now),
-        )
+        Self::at(OffsetDateTime::now_utc())
+    }
+
+    /// `t` in UTC, truncated to microseconds like [`DbTime::now`].
+    pub(crate) fn at(t: OffsetDateTime) -> Self {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        DbTime(t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t))
     }
 
     fn to_sqlite_text(self) -> String {

@@ -239,12 +239,17 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("GET", "/org/tokens", Guard::Admin),
     ("POST", "/org/tokens", Guard::Admin),
     ("DELETE", "/org/tokens/{token_id}", Guard::Admin),
+    ("GET", "/workspaces/{id}/activity", Guard::Workspace),
+    ("POST", "/workspaces/{id}/activity", Guard::Workspace),
+    ("POST", "/workspaces/{id}/notify", Guard::Workspace),
+    ("GET", "/workspaces/{id}/session-search", Guard::Workspace),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
     use routes::{
-        admin, discovery, events, org_tokens, registry, secrets, system, team, tokens, workspaces,
+        activity, admin, discovery, events, org_tokens, registry, secrets, system, team, tokens,
+        workspaces,
     };
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
@@ -299,6 +304,10 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("GET", "/org/tokens") => get(org_tokens::list),
         ("POST", "/org/tokens") => post(org_tokens::create),
         ("DELETE", "/org/tokens/{token_id}") => delete(org_tokens::revoke),
+        ("GET", "/workspaces/{id}/activity") => get(activity::list),
+        ("POST", "/workspaces/{id}/activity") => post(activity::report),
+        ("POST", "/workspaces/{id}/notify") => post(activity::notify),
+        ("GET", "/workspaces/{id}/session-search") => get(activity::session_search),
         _ => return None,
     })
 }

@@ -3,6 +3,7 @@
 //! [`run`] opens the store, binds the listener and serves [`app::router`] until SIGTERM or
 //! Ctrl-C, then drains in-flight requests.
 
+mod activity_log;
 pub mod app;
 pub mod auth;
 pub mod backend;

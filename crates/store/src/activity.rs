@@ -232,6 +232,17 @@ fn body(v: &Option<Value>) -> Option<Json<&Value>> {
     v.as_ref().filter(|v| !v.is_null()).map(Json)
 }
 
+/// A bound of a time filter at the stored precision (microseconds), rounded up so that
+/// `created_at < bound` and `created_at >= bound` mean the same as with the exact time.
+fn micros_up(t: OffsetDateTime) -> DbTime {
+    let down = DbTime::at(t);
+    if down.0 < t {
+        DbTime(down.0 + time::Duration::microseconds(1))
+    } else {
+        down
+    }
+}
+
 /// `%q%` for `LIKE … ESCAPE '\'`, with the pattern characters of `q` taken literally.
 fn like_pattern(q: &str) -> String {
     let mut p = String::with_capacity(q.len() + 2);
@@ -386,8 +397,8 @@ impl<'a> Activity<'a> {
             DbUuid::from(ws),
             query.activity_type.clone(),
             query.peer.map(DbUuid::from),
-            query.before.map(DbTime::at),
-            query.since.map(DbTime::at),
+            query.before.map(micros_up),
+            query.since.map(micros_up),
             cursor.map(|(t, _)| t),
             cursor.map(|(_, id)| DbUuid(id)),
             query.method.clone(),
@@ -558,7 +569,19 @@ impl<'a> Activity<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::like_pattern;
+    use super::{like_pattern, micros_up};
+    use time::OffsetDateTime;
+
+    #[test]
+    fn time_bounds_round_up_to_the_stored_precision() {
+        let exact = OffsetDateTime::from_unix_timestamp_nanos(1_000_123_456_000).unwrap();
+        assert_eq!(micros_up(exact).0, exact);
+        let finer = OffsetDateTime::from_unix_timestamp_nanos(1_000_123_456_700).unwrap();
+        assert_eq!(
+            micros_up(finer).0,
+            OffsetDateTime::from_unix_timestamp_nanos(1_000_123_457_000).unwrap()
+        );
+    }
 
     #[test]
     fn like_patterns_take_wildcards_literally() {

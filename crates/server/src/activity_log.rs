@@ -2,27 +2,20 @@
 //! once it is stored, broadcasts `ACTIVITY_LOGGED` about its workspace. Used by the agents'
 //! self-reports and the A2A proxy.
 
+use molecule_a2a::log::logged_payload;
 use molecule_domain::EventType;
 use molecule_store::{ActivityRow, NewActivity, StoreError};
-use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
 
-/// Writes the row and broadcasts `ACTIVITY_LOGGED` (broadcast only). An empty tool trace
-/// (`[]`, `{}`) is not stored. When the write fails nothing is broadcast and the error is
-/// returned for the caller to log or answer.
+/// Writes the row and broadcasts `ACTIVITY_LOGGED` (broadcast only), as the A2A proxy does
+/// ([`molecule_a2a::log`]). When the write fails nothing is broadcast and the error is returned
+/// for the caller to log or answer.
 pub(crate) async fn log_activity(
     state: &AppState,
-    mut new: NewActivity,
+    new: NewActivity,
 ) -> Result<ActivityRow, StoreError> {
-    let empty = |v: &Value| match v {
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        other => other.is_null(),
-    };
-    if new.tool_trace.as_ref().is_some_and(empty) {
-        new.tool_trace = None;
-    }
+    let new = molecule_a2a::log::without_empty_trace(&new);
     let row = state.store.activity().record(&new).await?;
     state
         .events
@@ -35,37 +28,11 @@ pub(crate) async fn log_activity(
     Ok(row)
 }
 
-/// The payload of `ACTIVITY_LOGGED` (§1.1): the row's summary fields, nullable, plus the
-/// bodies and the tool trace only when they are non-null (a present-but-null body would render
-/// an empty chat bubble).
-pub(crate) fn logged_payload(row: &ActivityRow) -> Value {
-    let mut payload = Map::new();
-    payload.insert("activity_type".into(), json!(row.activity_type));
-    payload.insert("method".into(), json!(row.method));
-    payload.insert("summary".into(), json!(row.summary));
-    payload.insert(
-        "status".into(),
-        json!(Some(row.status.as_str()).filter(|s| !s.is_empty())),
-    );
-    payload.insert("source_id".into(), json!(row.source_id));
-    payload.insert("target_id".into(), json!(row.target_id));
-    payload.insert("duration_ms".into(), json!(row.duration_ms));
-    for (key, value) in [
-        ("tool_trace", &row.tool_trace),
-        ("request_body", &row.request_body),
-        ("response_body", &row.response_body),
-    ] {
-        if let Some(v) = value.as_ref().filter(|v| !v.is_null()) {
-            payload.insert(key.into(), v.clone());
-        }
-    }
-    Value::Object(payload)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use molecule_domain::WorkspaceId;
+    use serde_json::{Value, json};
 
     fn row() -> ActivityRow {
         ActivityRow {

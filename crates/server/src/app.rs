@@ -84,6 +84,8 @@ pub struct AppState {
     pub rate_limiter: rate_limit::RateLimiter<IpAddr>,
     /// The org-token mint limiter: [`ORG_MINT_LIMIT`] per hour and client IP.
     pub org_mint_limiter: rate_limit::RateLimiter<IpAddr>,
+    /// The A2A proxy, queue and delegations.
+    pub a2a: molecule_a2a::Proxy,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -107,7 +109,20 @@ impl AppState {
         let events = EventBus::new(store.clone());
         let lifecycle = Lifecycle::new(store.clone(), events.clone(), backend, platform_url);
         let http = HttpSettings::default();
+        let platform = crate::a2a_platform::ServerPlatform {
+            events: events.clone(),
+            lifecycle: lifecycle.clone(),
+        };
+        let a2a_settings = molecule_a2a::Settings {
+            policy: molecule_a2a::ssrf::UrlPolicy {
+                dev_mode: security.dev_mode(),
+                saas: false,
+            },
+            ..molecule_a2a::Settings::default()
+        };
+        let a2a = molecule_a2a::Proxy::new(store.clone(), Arc::new(platform), a2a_settings);
         Self {
+            a2a,
             store,
             security,
             events,
@@ -125,6 +140,12 @@ impl AppState {
     pub fn with_http(mut self, http: HttpSettings) -> Self {
         self.rate_limiter = rate_limit::RateLimiter::new(http.rate_limit, http.rate_window);
         self.http = Arc::new(http);
+        self
+    }
+
+    /// The same state with these A2A settings.
+    pub fn with_a2a_settings(mut self, settings: molecule_a2a::Settings) -> Self {
+        self.a2a = self.a2a.with_settings(settings);
         self
     }
 
@@ -166,6 +187,10 @@ pub enum Guard {
     /// The caller (`X-Workspace-ID`, or the workspace in the path) must present its own
     /// token if it has any; the communication rules decide the rest. Checked in the handler.
     CallerToken,
+    /// The A2A routes: an identity (a workspace's own token, or admin/org credentials acting
+    /// for the user) outside dev mode; settled in the handler, which also applies the
+    /// communication rules.
+    A2a,
     /// `GET /ws`: canvas clients need the admin token (header or `?token=`), workspace
     /// clients (`X-Workspace-ID`) their own token if they have any; checked in the handler.
     WebSocket,
@@ -243,13 +268,28 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("POST", "/workspaces/{id}/activity", Guard::Workspace),
     ("POST", "/workspaces/{id}/notify", Guard::Workspace),
     ("GET", "/workspaces/{id}/session-search", Guard::Workspace),
+    ("POST", "/workspaces/{id}/a2a", Guard::A2a),
+    ("GET", "/workspaces/{id}/a2a/queue/{queue_id}", Guard::A2a),
+    ("POST", "/admin/a2a-queue/drop-stale", Guard::Admin),
+    ("POST", "/workspaces/{id}/delegate", Guard::Workspace),
+    ("GET", "/workspaces/{id}/delegations", Guard::Workspace),
+    (
+        "POST",
+        "/workspaces/{id}/delegations/record",
+        Guard::Workspace,
+    ),
+    (
+        "POST",
+        "/workspaces/{id}/delegations/{delegation_id}/update",
+        Guard::Workspace,
+    ),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
     use routes::{
-        activity, admin, discovery, events, org_tokens, registry, secrets, system, team, tokens,
-        workspaces,
+        a2a, activity, admin, discovery, events, org_tokens, registry, secrets, system, team,
+        tokens, workspaces,
     };
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
@@ -308,6 +348,15 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("POST", "/workspaces/{id}/activity") => post(activity::report),
         ("POST", "/workspaces/{id}/notify") => post(activity::notify),
         ("GET", "/workspaces/{id}/session-search") => get(activity::session_search),
+        ("POST", "/workspaces/{id}/a2a") => post(a2a::proxy),
+        ("GET", "/workspaces/{id}/a2a/queue/{queue_id}") => get(a2a::queue_status),
+        ("POST", "/admin/a2a-queue/drop-stale") => post(a2a::drop_stale),
+        ("POST", "/workspaces/{id}/delegate") => post(a2a::delegate),
+        ("GET", "/workspaces/{id}/delegations") => get(a2a::delegations),
+        ("POST", "/workspaces/{id}/delegations/record") => post(a2a::record_delegation),
+        ("POST", "/workspaces/{id}/delegations/{delegation_id}/update") => {
+            post(a2a::update_delegation)
+        }
         _ => return None,
     })
 }
@@ -333,7 +382,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             | Guard::OwnTokenInBody
             | Guard::TestToken
             | Guard::WebSocket
-            | Guard::CallerToken => {
+            | Guard::CallerToken
+            | Guard::A2a => {
                 public = public.route(path, h);
             }
         }

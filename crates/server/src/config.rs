@@ -102,6 +102,20 @@ pub struct Config {
     /// Seconds without a heartbeat after which an external workspace is awaiting its agent.
     #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value_t = 90)]
     pub remote_liveness_stale_after: u64,
+
+    /// Seconds an A2A delivery may stay silent (every event of the target resets the timer);
+    /// a positive integer, else 300.
+    #[arg(long = "a2a-idle-timeout", env = "A2A_IDLE_TIMEOUT_SECONDS")]
+    pub a2a_idle_timeout_text: Option<String>,
+
+    /// `saas` or `self-hosted`: in SaaS, agents on private networks (RFC 1918) are reachable.
+    /// Unset: SaaS when `MOLECULE_ORG_ID` is set.
+    #[arg(long, env = "MOLECULE_DEPLOY_MODE")]
+    pub deploy_mode: Option<String>,
+
+    /// The tenant's org id (SaaS).
+    #[arg(long, env = "MOLECULE_ORG_ID")]
+    pub org_id: Option<String>,
 }
 
 impl Config {
@@ -129,6 +143,41 @@ impl Config {
             .trim()
             .to_ascii_lowercase();
         env == "prod" || env == "production"
+    }
+
+    /// The A2A idle window: `A2A_IDLE_TIMEOUT_SECONDS` if a positive integer, else 300 s
+    /// (with a warning for a value that is set but unusable).
+    pub fn a2a_idle_timeout(&self) -> std::time::Duration {
+        const DEFAULT: u64 = 300;
+        let secs = match self.a2a_idle_timeout_text.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT,
+            Some(text) => match text.parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    tracing::warn!(
+                        value = text,
+                        "A2A_IDLE_TIMEOUT_SECONDS is not a positive integer; using 300"
+                    );
+                    DEFAULT
+                }
+            },
+        };
+        std::time::Duration::from_secs(secs)
+    }
+
+    /// The A2A settings: the idle window and the address policy of this deployment.
+    pub fn a2a_settings(&self) -> molecule_a2a::Settings {
+        molecule_a2a::Settings {
+            idle_timeout: self.a2a_idle_timeout(),
+            policy: molecule_a2a::ssrf::UrlPolicy {
+                dev_mode: self.dev_mode(),
+                saas: molecule_a2a::ssrf::saas_mode(
+                    self.deploy_mode.as_deref(),
+                    self.org_id.as_deref(),
+                ),
+            },
+            ..molecule_a2a::Settings::default()
+        }
     }
 
     /// Whether the test-token route exists: dev mode, or `MOLECULE_ENABLE_TEST_TOKENS=1`.

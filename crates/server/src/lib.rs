@@ -3,6 +3,7 @@
 //! [`run`] opens the store, binds the listener and serves [`app::router`] until SIGTERM or
 //! Ctrl-C, then drains in-flight requests.
 
+pub mod a2a_platform;
 mod activity_log;
 pub mod app;
 pub mod auth;
@@ -80,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let backend = backend::choose(&config).await?;
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(HttpSettings::from_config(&config))
+        .with_a2a_settings(config.a2a_settings())
         .with_configs_dir(config.configs_dir());
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.

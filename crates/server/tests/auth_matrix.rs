@@ -20,6 +20,8 @@ fn concrete(path: &str, id: &str) -> String {
     path.replace("{id}", id)
         .replace("{token_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{key}", "SOME_KEY")
+        .replace("{queue_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{delegation_id}", &uuid::Uuid::new_v4().to_string())
 }
 
 async fn strict_mode_matrix(db: TestStore) {
@@ -184,6 +186,20 @@ async fn strict_mode_matrix(db: TestStore) {
                 assert!(
                     refused(status) || status == 400,
                     "{method} {template}: {status}"
+                );
+            }
+            Guard::A2a => {
+                // An identity is needed outside dev mode; the queue-status route answers 404
+                // (never 401) to anyone who is not the sender or target of the message.
+                let (status, reply) = call(None).await;
+                assert!(
+                    refused(status) || status == 404,
+                    "{method} {template} without credentials: {status} {reply}"
+                );
+                let (status, reply) = call(Some(ADMIN)).await;
+                assert!(
+                    !refused(status),
+                    "{method} {template} with the admin token: {status} {reply}"
                 );
             }
             Guard::WebSocket => {

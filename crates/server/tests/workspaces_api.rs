@@ -365,12 +365,41 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
         .await;
     assert_eq!(status, 400);
     assert_eq!(reply["error"], "url is required for push-mode workspaces");
+    // The address policy: an unresolvable name, loopback and the metadata address are refused.
+    for (url, error) in [
+        (
+            "http://a:1",
+            "hostname \"a\" cannot be resolved (DNS error)",
+        ),
+        (
+            "http://127.0.0.1:1",
+            "url targets a blocked address: loopback 127.0.0.0/8",
+        ),
+        (
+            "http://169.254.169.254/",
+            "url targets a blocked address: link-local 169.254.0.0/16 (cloud metadata)",
+        ),
+    ] {
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/registry/register",
+                None,
+                Some(json!({"id": id, "url": url, "agent_card": card})),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (400, Some(error)),
+            "{url}"
+        );
+    }
     let (status, reply) = s
         .call(
             "POST",
             "/registry/register",
             None,
-            Some(json!({"id": id, "url": "http://a:1", "agent_card": card})),
+            Some(json!({"id": id, "url": "http://93.184.216.34:1", "agent_card": card})),
         )
         .await;
     assert_eq!(status, 200, "{reply}");
@@ -405,7 +434,7 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
             "POST",
             "/registry/register",
             Some(&token),
-            Some(json!({"id": id, "url": "http://a:1", "agent_card": card})),
+            Some(json!({"id": id, "url": "http://93.184.216.34:1", "agent_card": card})),
         )
         .await;
     assert_eq!(status, 200);

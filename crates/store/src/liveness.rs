@@ -152,6 +152,13 @@ impl Workspaces<'_> {
         Ok(())
     }
 
+    /// Records that a workspace just sent an A2A message (`last_outbound_at`).
+    pub async fn touch_outbound(&self, id: WorkspaceId) -> Result<(), StoreError> {
+        let sql = Sql::same("UPDATE workspaces SET last_outbound_at = $2 WHERE id = $1");
+        db_query!(self.db.exec(), query, sql, DbUuid::from(id), DbTime::now(); execute)?;
+        Ok(())
+    }
+
     /// Online or degraded workspaces with hibernation enabled, no task running, and no work
     /// (activity, else creation) for longer than their idle minutes at `now`.
     pub async fn idle_for_hibernation(

@@ -2,7 +2,7 @@
 
 use molecule_domain::{Runtime, WorkspaceStatus};
 use molecule_provisioner_api::Running;
-use molecule_store::StoreError;
+use molecule_store::{StoreError, Workspace};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -29,6 +29,21 @@ impl Lifecycle {
             }
         }
         Ok(changed)
+    }
+
+    /// Whether the compute of `ws` is known to be gone: only a definite "not running" from
+    /// the backend. External workspaces, no backend and an unknown answer are "not dead".
+    pub async fn is_dead(&self, ws: &Workspace) -> bool {
+        let Some(backend) = &self.inner.backend else {
+            return false;
+        };
+        if ws.runtime == Runtime::EXTERNAL {
+            return false;
+        }
+        matches!(
+            backend.running(ws.id, ws.instance_id.as_deref()).await,
+            Running::No
+        )
     }
 
     /// Health: for online or degraded backend workspaces, ask the backend whether the compute
@@ -199,6 +214,8 @@ pub const HIBERNATION_EVERY: std::time::Duration = std::time::Duration::from_sec
 pub const LIVENESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often the health sweep asks the backend.
 pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often the A2A queue sweep (expire, reclaim, drain) runs.
+pub const QUEUE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often the provision-timeout sweep runs.
 pub const PROVISION_TIMEOUT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -227,6 +244,27 @@ pub fn spawn_all(state: &crate::app::AppState, config: &crate::config::Config) {
             async move {
                 if let Err(e) = lifecycle.sweep_health().await {
                     tracing::error!(error = %e, "health sweep failed");
+                }
+            }
+        });
+    let proxy = state.a2a.clone();
+    // A row left `dispatched` longer than any delivery may last was orphaned by a crash. On
+    // SQLite only this process delivers, so at start-up every such row is an orphan.
+    let ceiling = proxy.settings().agent_ceiling + std::time::Duration::from_secs(60);
+    let sole_process = state.store.backend() == molecule_store::Backend::Sqlite;
+    let booted = OffsetDateTime::now_utc();
+    state
+        .supervisor
+        .spawn_loop("a2a-queue-sweep", QUEUE_EVERY, move || {
+            let proxy = proxy.clone();
+            async move {
+                let mut cutoff = OffsetDateTime::now_utc() - ceiling;
+                if sole_process && cutoff < booted {
+                    cutoff = booted;
+                }
+                let report = proxy.sweep(cutoff).await;
+                if report != molecule_a2a::queue::SweepReport::default() {
+                    tracing::info!(?report, "a2a queue sweep");
                 }
             }
         });

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area of the API.
 
+pub(crate) mod a2a;
 pub(crate) mod activity;
 pub(crate) mod admin;
 pub(crate) mod discovery;

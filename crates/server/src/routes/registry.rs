@@ -81,21 +81,23 @@ pub(crate) async fn register(
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let mode = requested_mode.unwrap_or(current.delivery_mode);
     let url = req.url.filter(|u| !u.trim().is_empty());
+    // A URL the platform published on loopback (a local container's port) wins over the
+    // address the agent sees from inside its container; the agent's own is then not used.
+    let kept = current
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("http://127.0.0.1"))
+        .map(str::to_owned);
     if mode == DeliveryMode::Push {
         let Some(u) = &url else {
             return Err(ApiError::bad_request(
                 "url is required for push-mode workspaces",
             ));
         };
-        check_url(u)?;
+        if kept.is_none() {
+            check_url(&state, u).await?;
+        }
     }
-    // A URL the platform published on loopback (a local container's port) wins over the
-    // address the agent sees from inside its container.
-    let kept = current
-        .url
-        .as_deref()
-        .filter(|u| u.starts_with("http://127.0.0.1"))
-        .map(str::to_owned);
     let stored_url = kept.or(url);
     workspaces
         .record_registration(id, stored_url.as_deref(), &card, mode)
@@ -144,19 +146,17 @@ pub(crate) async fn register(
     Ok(ok_json(StatusCode::OK, Value::Object(reply)))
 }
 
-/// The shape check of an agent URL (the address policy arrives with the A2A proxy).
-fn check_url(url: &str) -> ApiResult<()> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
-    if scheme != "http" && scheme != "https" {
-        return Err(ApiError::bad_request(format!(
-            "url scheme must be http or https, got \"{scheme}\""
-        )));
-    }
-    let rest = &url[scheme.len() + 3..];
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(ApiError::bad_request("url is not valid: missing host"));
-    }
-    Ok(())
+/// An agent URL must pass the one address policy of the platform (the proxy checks it
+/// again, against the addresses it connects to, before each delivery).
+async fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
+    state
+        .a2a
+        .settings()
+        .policy
+        .check(url)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +219,10 @@ pub(crate) async fn heartbeat(
         .and_then(|m| m.capabilities.get("status_mgmt").copied())
         .unwrap_or(false);
     evaluate_status(&state, &before, &hb, status_mgmt).await;
+    // A free task slot: deliver what waits in the queue.
+    if record.active_tasks < before.max_concurrent_tasks.max(1) {
+        state.a2a.spawn_drain(id);
+    }
     if before.current_task.clone().unwrap_or_default() != hb.current_task {
         state
             .events

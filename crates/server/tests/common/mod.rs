@@ -2,6 +2,8 @@
 //! Provisioner double, and small HTTP helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod agent;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 

@@ -5,6 +5,7 @@
 //! without the server or a database. Backends live behind features:
 //!
 //! - `docker`: [`docker::DockerProvisioner`], containers on the local Docker engine (bollard).
+//! - `ec2`: [`ec2::Ec2Provisioner`], instances on AWS EC2 or a compatible API (aws-sdk-ec2).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +15,8 @@ use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId};
 
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "ec2")]
+pub mod ec2;
 pub mod names;
 
 /// Which backend a provisioner is.
@@ -139,6 +142,14 @@ pub enum ProvisionError {
 pub trait Provisioner: Send + Sync + fmt::Debug {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
+
+    /// Whether [`Provisioner::start`] hands the request's auth token and inbound secret to the
+    /// agent (Docker: files in `/configs`). When false (EC2: user-data is readable, so it holds
+    /// no secret), the caller issues no token before the start, and the agent receives both in
+    /// the answer to its first `POST /registry/register` (spec provisioner §1.6.4).
+    fn delivers_credentials(&self) -> bool {
+        true
+    }
 
     /// Starts (or replaces) the compute of a workspace.
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError>;

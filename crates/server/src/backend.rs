@@ -8,9 +8,9 @@ use molecule_provisioner_api::docker::{DockerConfig, DockerProvisioner};
 
 use crate::config::Config;
 
-/// The backend `MOLECULE_BACKEND` names: `docker` (its daemon must answer), `none`, or unset
-/// for Docker when its daemon answers and none otherwise. `ec2` is refused until that backend
-/// exists in this build.
+/// The backend `MOLECULE_BACKEND` names: `docker` (its daemon must answer), `ec2` (AWS EC2 or
+/// a compatible endpoint, configured by `MOLECULE_EC2_*`; needs the `ec2` cargo feature),
+/// `none`, or unset for Docker when its daemon answers and none otherwise.
 pub async fn choose(config: &Config) -> anyhow::Result<Option<Arc<dyn Provisioner>>> {
     let wanted = config
         .backend
@@ -29,7 +29,7 @@ pub async fn choose(config: &Config) -> anyhow::Result<Option<Arc<dyn Provisione
             tracing::info!("backend: docker");
             Ok(Some(Arc::new(docker)))
         }
-        Some("ec2") => bail!("MOLECULE_BACKEND=ec2 is not available in this build yet"),
+        Some("ec2") => ec2().await,
         Some(other) => bail!("MOLECULE_BACKEND must be docker, ec2 or none, not {other:?}"),
         None => match DockerProvisioner::connect(DockerConfig::from_env()).await {
             Ok(docker) => {
@@ -45,4 +45,22 @@ pub async fn choose(config: &Config) -> anyhow::Result<Option<Arc<dyn Provisione
             }
         },
     }
+}
+
+/// The EC2 backend from `MOLECULE_EC2_*`, `AWS_*` and the standard AWS provider chain.
+#[cfg(feature = "ec2")]
+async fn ec2() -> anyhow::Result<Option<Arc<dyn Provisioner>>> {
+    use molecule_provisioner_api::ec2::{Ec2Config, Ec2Provisioner};
+    let config = Ec2Config::from_env();
+    let (region, endpoint) = (config.region.clone(), config.endpoint.clone());
+    let ec2 = Ec2Provisioner::new(config)
+        .await
+        .context("MOLECULE_BACKEND=ec2, but the EC2 backend cannot be built")?;
+    tracing::info!(%region, endpoint = endpoint.as_deref().unwrap_or("aws"), "backend: ec2");
+    Ok(Some(Arc::new(ec2)))
+}
+
+#[cfg(not(feature = "ec2"))]
+async fn ec2() -> anyhow::Result<Option<Arc<dyn Provisioner>>> {
+    bail!("MOLECULE_BACKEND=ec2, but this build has no EC2 backend: build with `--features ec2`")
 }

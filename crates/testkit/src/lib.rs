@@ -1,10 +1,13 @@
 //! Test support shared by the crates' tests and `cargo xtask ci`.
 //!
-//! Only ever a dev-dependency (the boundary check enforces it). Its main item is [`PgCluster`],
-//! a throwaway PostgreSQL cluster built from the machine's server binaries.
+//! Only ever a dev-dependency (the boundary check enforces it). Its main items are
+//! [`PgCluster`], a throwaway PostgreSQL cluster built from the machine's server binaries, and
+//! [`MotoServer`], a throwaway local AWS API (`moto_server`) for the EC2 backend's tests.
 
+mod moto;
 mod pg;
 
+pub use moto::{MotoError, MotoServer};
 pub use pg::{PgCluster, PgError};
 
 /// Whether this run is CI (`CI=true`), where a missing test dependency is a failure, not a skip.

@@ -52,7 +52,7 @@ impl Lifecycle {
                 .await;
             return;
         };
-        let request = match self.request_for(&ws).await {
+        let request = match self.request_for(&ws, backend.delivers_credentials()).await {
             Ok(r) => r,
             Err(reason) => {
                 self.mark_failed(id, reason, json!({ "error": reason }))
@@ -133,12 +133,20 @@ impl Lifecycle {
     }
 
     /// Builds the request from the whole row and the merged secrets, with a fresh auth token
-    /// (all older ones are revoked) and a fresh platform inbound secret.
-    async fn request_for(&self, ws: &Workspace) -> Result<ProvisionRequest, &'static str> {
+    /// (all older ones are revoked) and a fresh platform inbound secret. When the backend does
+    /// not deliver credentials (`issue_token` false: EC2, whose user-data is readable), the old
+    /// tokens are revoked and none is issued: the agent's first register receives its token
+    /// (spec provisioner §1.6.4).
+    async fn request_for(
+        &self,
+        ws: &Workspace,
+        issue_token: bool,
+    ) -> Result<ProvisionRequest, &'static str> {
         let (env, model) = self.env_for(ws).await?;
         let store = &self.inner.store;
         let tokens = store.tokens();
         let auth_token = match tokens.revoke_all(ws.id).await {
+            Ok(_) if !issue_token => None,
             Ok(_) => match tokens.issue(ws.id).await {
                 Ok(issued) => Some(SecretValue::new(issued.token.expose())),
                 Err(e) => {

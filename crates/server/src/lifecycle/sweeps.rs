@@ -269,6 +269,28 @@ pub fn spawn_all(state: &crate::app::AppState, config: &crate::config::Config) {
             }
         });
     let lifecycle = state.lifecycle.clone();
+    state
+        .supervisor
+        .spawn_loop("orphan-sweeper", ORPHANS_EVERY, move || {
+            let lifecycle = lifecycle.clone();
+            async move {
+                if let Err(e) = lifecycle.sweep_orphans().await {
+                    tracing::error!(error = %e, "orphan sweep failed");
+                }
+            }
+        });
+    let lifecycle = state.lifecycle.clone();
+    state
+        .supervisor
+        .spawn_loop("hibernation-monitor", HIBERNATION_EVERY, move || {
+            let lifecycle = lifecycle.clone();
+            async move {
+                if let Err(e) = lifecycle.sweep_hibernation(OffsetDateTime::now_utc()).await {
+                    tracing::error!(error = %e, "hibernation sweep failed");
+                }
+            }
+        });
+    let lifecycle = state.lifecycle.clone();
     state.supervisor.spawn_loop(
         "provision-timeout-sweep",
         PROVISION_TIMEOUT_EVERY,

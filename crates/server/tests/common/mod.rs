@@ -178,7 +178,25 @@ impl TestServer {
         configure: impl FnOnce(AppState) -> AppState,
     ) -> TestServer {
         let backend = options.backend.then(|| Arc::new(FakeBackend::default()));
-        let security = if options.dev {
+        let mut server = Self::start_with_backend(
+            db,
+            options.dev,
+            backend.clone().map(|b| b as Arc<dyn Provisioner>),
+            configure,
+        )
+        .await;
+        server.backend = backend;
+        server
+    }
+
+    /// A server with any backend (a real one: `backend()` is then unavailable).
+    pub async fn start_with_backend(
+        db: TestStore,
+        dev: bool,
+        backend: Option<Arc<dyn Provisioner>>,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestServer {
+        let security = if dev {
             Security::dev()
         } else {
             Security::strict(ADMIN.into(), true)
@@ -187,12 +205,8 @@ impl TestServer {
         let store = (*db)
             .clone()
             .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()));
-        let state = AppState::with_backend(
-            store,
-            security,
-            backend.clone().map(|b| b as Arc<dyn Provisioner>),
-            "http://platform.test:8080".into(),
-        );
+        let state =
+            AppState::with_backend(store, security, backend, "http://platform.test:8080".into());
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -203,7 +217,7 @@ impl TestServer {
         TestServer {
             base,
             state,
-            backend,
+            backend: None,
             http: reqwest::Client::new(),
             _db: db,
             task,

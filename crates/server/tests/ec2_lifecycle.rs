@@ -1,0 +1,396 @@
+//! The server's lifecycle with the real EC2 backend against a local EC2 API (`moto_server`,
+//! started by the test; a missing moto fails the test). moto runs no instance, so the agent's
+//! registration is done by the test, as the agent on the box would do it.
+#![cfg(feature = "ec2")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ADMIN, TestServer};
+use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
+use molecule_provisioner_api::ec2::user_data::BootstrapDocument;
+use molecule_provisioner_api::ec2::{
+    Ec2Config, Ec2Provisioner, MANAGED_LABEL, StaticKeys, StopPolicy, TAG_WORKSPACE,
+};
+use molecule_provisioner_api::{ProvisionRequest, Provisioner, SecretValue};
+use molecule_store::on_both_backends;
+use molecule_store::testing::TestStore;
+use molecule_testkit::MotoServer;
+use serde_json::json;
+
+on_both_backends!(
+    a_workspace_lives_on_an_ec2_instance,
+    an_unreachable_ec2_endpoint_changes_no_workspace,
+);
+
+/// How long the background provisioning may take (a bound, not a synchronisation).
+const WITHIN: Duration = Duration::from_secs(30);
+
+fn moto() -> MotoServer {
+    MotoServer::start().unwrap_or_else(|e| {
+        panic!(
+            "the EC2 lifecycle tests need moto_server (CI={}): {e}",
+            molecule_testkit::in_ci()
+        )
+    })
+}
+
+fn config(endpoint: &str) -> Ec2Config {
+    Ec2Config {
+        endpoint: Some(endpoint.to_owned()),
+        static_keys: Some(StaticKeys {
+            access_key_id: "testing".into(),
+            secret_access_key: SecretValue::new("testing"),
+        }),
+        ami: Some("ami-0molecule0server0".into()),
+        connect_timeout: Duration::from_secs(2),
+        operation_timeout: Duration::from_secs(20),
+        stop: StopPolicy {
+            attempts: 2,
+            first_backoff: Duration::from_millis(10),
+            wait_terminated: Some(Duration::from_secs(10)),
+            poll_every: Duration::from_millis(50),
+        },
+        ..Ec2Config::default()
+    }
+}
+
+/// Polls the stored workspace until `done` holds for it.
+async fn wait_row(
+    s: &TestServer,
+    id: WorkspaceId,
+    what: &str,
+    done: impl Fn(&molecule_store::Workspace) -> bool,
+) -> molecule_store::Workspace {
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+        if done(&ws) {
+            return ws;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached in time: {ws:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The agent's first register (no token: it has none yet) returns its token.
+async fn register(s: &TestServer, id: WorkspaceId) -> String {
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/registry/register",
+            None,
+            Some(json!({"id": id, "url": "http://agent.test:8000", "agent_card": {"name": "ec2"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["platform_inbound_secret"].is_string(), "{reply}");
+    reply["auth_token"]
+        .as_str()
+        .expect("the first register hands out the token")
+        .to_owned()
+}
+
+async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
+    let moto = moto();
+    let ec2 = Arc::new(Ec2Provisioner::new(config(&moto.endpoint())).await.unwrap());
+    let s =
+        TestServer::start_with_backend(db, false, Some(ec2.clone() as Arc<dyn Provisioner>), |s| s)
+            .await;
+    let (status, reply) = s
+        .call(
+            "PUT",
+            "/settings/secrets",
+            Some(ADMIN),
+            Some(json!({"key": "OPENAI_API_KEY", "value": "sk-never-in-user-data"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+
+    // Create → an instance with the workspace's tags and user-data; its id is on the row.
+    let id = s
+        .create(json!({"name": "on-ec2", "runtime": "langgraph", "tier": 3}))
+        .await;
+    let ws = wait_row(&s, id, "instance id stored", |w| w.instance_id.is_some()).await;
+    let first = ws.instance_id.unwrap();
+    assert_eq!(ws.status, WorkspaceStatus::Provisioning);
+    let info = ec2.instance(&first).await.unwrap().unwrap();
+    assert_eq!(info.state, "running");
+    assert_eq!(info.tags[TAG_WORKSPACE], id.to_string());
+    assert_eq!(info.tags[MANAGED_LABEL], "true");
+    assert_eq!(info.instance_type.as_deref(), Some("t3.medium"));
+    let script = ec2.user_data(&first).await.unwrap().unwrap();
+    assert!(!script.contains("sk-never-in-user-data"));
+    let doc = BootstrapDocument::parse(&script).unwrap();
+    assert_eq!(doc.workspace_id, id.to_string());
+    assert_eq!(doc.runtime, "langgraph");
+    assert_eq!(doc.tier, 3);
+    assert_eq!(doc.platform_url, "http://platform.test:8080");
+    assert_eq!(doc.secret_env_keys, vec!["OPENAI_API_KEY"]);
+    // No token was issued for an EC2 start: the agent gets one when it registers.
+    assert_eq!(s.state.store.tokens().count_live(id).await.unwrap(), 0);
+
+    // The agent registers and reads its secrets with its token; the workspace is online.
+    let token = register(&s, id).await;
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
+    let (status, values) = s
+        .call(
+            "GET",
+            &format!("/workspaces/{id}/secrets/values"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{values}");
+    assert_eq!(values["OPENAI_API_KEY"], "sk-never-in-user-data");
+    assert_eq!(s.state.lifecycle.sweep_health().await.unwrap(), 0);
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
+
+    // The console of the instance.
+    let (status, reply) = s
+        .call(
+            "GET",
+            &format!("/workspaces/{id}/console"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        reply["output"].as_str().unwrap().contains("Linux"),
+        "{reply}"
+    );
+
+    // Restart → a new instance, the old one terminated; the agent registers again.
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{id}/restart"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(status < 300, "{status} {reply}");
+    let ws = wait_row(&s, id, "a new instance", |w| {
+        w.instance_id.as_deref().is_some_and(|i| i != first)
+    })
+    .await;
+    let second = ws.instance_id.unwrap();
+    assert_eq!(
+        ec2.instance(&first).await.unwrap().unwrap().state,
+        "terminated"
+    );
+    assert_eq!(
+        ec2.instance(&second).await.unwrap().unwrap().state,
+        "running"
+    );
+    wait_row(&s, id, "provisioning after restart", |w| {
+        w.status == WorkspaceStatus::Provisioning
+    })
+    .await;
+    register(&s, id).await;
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
+
+    // An instance of a workspace this server does not know is an orphan: terminated.
+    let stray = WorkspaceId::new();
+    let orphan = ec2
+        .start(&ProvisionRequest {
+            workspace_id: stray,
+            name: "stray".into(),
+            role: None,
+            tier: Tier::Standard,
+            runtime: "langgraph".into(),
+            parent_id: None,
+            model: None,
+            template: None,
+            workspace_dir: None,
+            workspace_access: WorkspaceAccess::None,
+            platform_url: "http://elsewhere.test".into(),
+            env: Default::default(),
+            auth_token: None,
+            platform_inbound_secret: None,
+        })
+        .await
+        .unwrap()
+        .instance_id
+        .unwrap();
+    assert_eq!(s.state.lifecycle.sweep_orphans().await.unwrap(), 1);
+    assert_eq!(
+        ec2.instance(&orphan).await.unwrap().unwrap().state,
+        "terminated"
+    );
+    assert_eq!(
+        ec2.instance(&second).await.unwrap().unwrap().state,
+        "running",
+        "a live workspace's instance is no orphan"
+    );
+
+    // Delete → terminated.
+    let (status, reply) = s
+        .call("DELETE", &format!("/workspaces/{id}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        ec2.instance(&second).await.unwrap().unwrap().state,
+        "terminated"
+    );
+    assert!(ec2.managed_workspaces().await.unwrap().is_empty());
+    assert!(ec2.leak_suspects().is_empty());
+}
+
+async fn an_unreachable_ec2_endpoint_changes_no_workspace(db: TestStore) {
+    // Nobody listens on this port: every call is a transport error.
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        molecule_testkit::free_port().unwrap()
+    );
+    let ec2 = Arc::new(Ec2Provisioner::new(config(&closed)).await.unwrap());
+    let s =
+        TestServer::start_with_backend(db, false, Some(ec2 as Arc<dyn Provisioner>), |s| s).await;
+    // A workspace that runs on an instance (the row as a provisioned one).
+    let workspaces = s.state.store.workspaces();
+    let id = workspaces
+        .create(molecule_store::NewWorkspace::named("steady"))
+        .await
+        .unwrap()
+        .id;
+    workspaces
+        .set_instance_id(id, Some("i-0123456789abcdef0"))
+        .await
+        .unwrap();
+    workspaces
+        .transition(id, WorkspaceStatus::Online, None)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(s.state.lifecycle.sweep_health().await.unwrap(), 0);
+    }
+    let ws = workspaces.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        ws.status,
+        WorkspaceStatus::Online,
+        "unknown is never offline"
+    );
+    assert_eq!(ws.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+    assert_eq!(s.state.lifecycle.sweep_orphans().await.unwrap(), 0);
+
+    // A delete whose terminate fails is reported, not swallowed.
+    let (status, reply) = s
+        .call("DELETE", &format!("/workspaces/{id}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 500, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("stop call"),
+        "{reply}"
+    );
+}
+
+/// The binary as a process with `MOLECULE_BACKEND=ec2` and the endpoint, AMI and credentials
+/// from the environment: a created workspace gets an instance. Without an AMI it refuses to
+/// start.
+#[tokio::test]
+async fn the_binary_runs_workspaces_on_ec2_from_its_environment() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let moto = moto();
+    let dir = tempfile::tempdir().unwrap();
+    let command = |ami: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_molecule-server"));
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("MOLECULE_ENV", "dev")
+            .env("PORT", "0")
+            .env("MOLECULE_BACKEND", "ec2")
+            .env("MOLECULE_EC2_ENDPOINT", moto.endpoint())
+            .env("AWS_REGION", "us-east-2")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-aws-credentials"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(ami) = ami {
+            cmd.env("MOLECULE_EC2_AMI", ami);
+        }
+        cmd
+    };
+
+    let refused = command(None).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("MOLECULE_EC2_AMI"), "{stderr}");
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(command(Some("ami-0from0env0")).spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let base = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("server did not start:\n{}", log.join("\n")));
+        if let Some(i) = line.find("listening on http://") {
+            break line[i + "listening on ".len()..].trim().to_owned();
+        }
+        log.push(line);
+    };
+    assert!(log.iter().any(|l| l.contains("backend: ec2")), "{log:?}");
+
+    let http = reqwest::Client::new();
+    let reply: serde_json::Value = http
+        .post(format!("{base}/workspaces"))
+        .json(&json!({"name": "from-binary", "runtime": "langgraph"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: WorkspaceId = reply["id"].as_str().unwrap().parse().unwrap();
+    let inspector = Ec2Provisioner::new(config(&moto.endpoint())).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let instance = loop {
+        if let Some(i) = inspector
+            .workspace_instances(id, false)
+            .await
+            .unwrap()
+            .pop()
+        {
+            break i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no instance launched"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(instance.image_id.as_deref(), Some("ami-0from0env0"));
+    assert_eq!(instance.state, "running");
+}

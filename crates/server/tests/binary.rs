@@ -2,6 +2,8 @@
 //! shutdown, and a clear error with a non-zero exit for each kind of bad configuration.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -553,3 +555,88 @@ fn unset_backend_picks_docker_when_its_daemon_answers() {
     let (exit, _) = server.terminate();
     assert!(exit.success());
 }
+
+/// Messages queued for a busy agent survive a restart of the server: the new process delivers
+/// each of them once, when the agent reports a free slot.
+async fn queued_messages_survive_a_restart(db: molecule_store::testing::TestStore) {
+    use serde_json::{Value, json};
+    let agent = common::agent::TestAgent::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut cmd = command(dir.path());
+        cmd.env("DATABASE_URL", db.url())
+            .env("MOLECULE_ENV", "development")
+            .args(["--port", "0"]);
+        Server::start(cmd)
+    };
+    let http = reqwest::Client::new();
+    let post = async |server: &Server, path: &str, token: Option<&str>, body: Value| {
+        let mut req = http.post(server.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let server = start();
+    let (status, created) = post(
+        &server,
+        "/workspaces",
+        None,
+        json!({"name": "worker", "runtime": "external"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = created["connection"]["auth_token"].as_str().unwrap().to_owned();
+    let register = json!({"id": id, "url": agent.url, "agent_card": {"name": "worker"}});
+    let (status, reply) = post(&server, "/registry/register", Some(&token), register).await;
+    assert_eq!(status, 200, "{reply}");
+    let busy = json!({"workspace_id": id, "active_tasks": 1});
+    let (status, _) = post(&server, "/registry/heartbeat", Some(&token), busy).await;
+    assert_eq!(status, 200);
+    let mut queued = Vec::new();
+    for n in ["r-1", "r-2"] {
+        let body = json!({"method": "message/send", "params": {"message": {
+            "role": "user", "messageId": n, "parts": [{"kind": "text", "text": n}]}}});
+        let (status, reply) = post(&server, &format!("/workspaces/{id}/a2a"), None, body).await;
+        assert_eq!(status, 202, "{reply}");
+        queued.push(reply["queue_id"].as_str().unwrap().to_owned());
+    }
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+    assert!(agent.received().is_empty());
+
+    let server = start();
+    let free = json!({"workspace_id": id, "active_tasks": 0});
+    let (status, _) = post(&server, "/registry/heartbeat", Some(&token), free).await;
+    assert_eq!(status, 200);
+    agent.wait_for(2).await;
+    for queue_id in &queued {
+        let deadline = std::time::Instant::now() + STARTUP;
+        loop {
+            let item: Value = http
+                .get(server.url(&format!("/workspaces/{id}/a2a/queue/{queue_id}")))
+                .header("X-Workspace-ID", &id)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if item["status"] == "completed" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{item}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(agent.deliveries_of("r-1"), 1);
+    assert_eq!(agent.deliveries_of("r-2"), 1);
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+molecule_store::on_both_backends!(queued_messages_survive_a_restart);

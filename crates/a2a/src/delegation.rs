@@ -80,20 +80,10 @@ impl Proxy {
         }
         let delegation_id = Uuid::new_v4().to_string();
         let row = NewActivity {
-            workspace_id: source,
-            activity_type: "delegation".into(),
-            source_id: Some(source),
-            caller: None,
-            target_id: Some(target),
-            method: Some(REQUEST.into()),
             summary: Some(format!("Delegating to {target}")),
             request_body: Some(json!({ "task": body.task, "delegation_id": delegation_id })),
-            response_body: None,
-            tool_trace: None,
-            duration_ms: None,
-            status: "pending".into(),
-            error_detail: None,
             idempotency_key: key.clone(),
+            ..delegation_row(source, Some(target), REQUEST, "pending")
         };
         let mut warning = None;
         match activity.record(&row).await {
@@ -295,20 +285,10 @@ impl Proxy {
         error: Option<String>,
     ) {
         let row = NewActivity {
-            workspace_id: source,
-            activity_type: "delegation".into(),
-            source_id: Some(source),
-            caller: None,
-            target_id: Some(target),
-            method: Some(RESULT.into()),
             summary: Some(summary),
-            request_body: None,
             response_body: response,
-            tool_trace: None,
-            duration_ms: None,
-            status: status.into(),
             error_detail: error,
-            idempotency_key: None,
+            ..delegation_row(source, Some(target), RESULT, status)
         };
         log::record_quietly(&self.inner.store, self.inner.platform.as_ref(), &row).await;
     }
@@ -336,20 +316,9 @@ impl Proxy {
             return Reply::error(400, "target_id must be a valid UUID");
         };
         let row = NewActivity {
-            workspace_id: source,
-            activity_type: "delegation".into(),
-            source_id: Some(source),
-            caller: None,
-            target_id: Some(target),
-            method: Some(REQUEST.into()),
             summary: Some(format!("Delegating to {target}")),
             request_body: Some(json!({ "task": body.task, "delegation_id": body.delegation_id })),
-            response_body: None,
-            tool_trace: None,
-            duration_ms: None,
-            status: "dispatched".into(),
-            error_detail: None,
-            idempotency_key: None,
+            ..delegation_row(source, Some(target), REQUEST, "dispatched")
         };
         if let Err(e) = log::record(&self.inner.store, self.inner.platform.as_ref(), &row).await {
             tracing::error!(error = %e, "record delegation failed");
@@ -388,23 +357,12 @@ impl Proxy {
         let preview_text = body.response_preview.clone().unwrap_or_default();
         if body.status == "completed" {
             let row = NewActivity {
-                workspace_id: source,
-                activity_type: "delegation".into(),
-                source_id: Some(source),
-                caller: None,
-                target_id: target,
-                method: Some(RESULT.into()),
                 summary: Some(format!(
                     "Delegation completed ({})",
                     preview(&preview_text, 80)
                 )),
-                request_body: None,
                 response_body: Some(json!({ "text": preview_text, "delegation_id": id })),
-                tool_trace: None,
-                duration_ms: None,
-                status: "completed".into(),
-                error_detail: None,
-                idempotency_key: None,
+                ..delegation_row(source, target, RESULT, "completed")
             };
             log::record_quietly(&self.inner.store, self.inner.platform.as_ref(), &row).await;
             self.inner
@@ -478,6 +436,22 @@ impl Proxy {
             .map(|&i| list_item(&rows[i]))
             .collect();
         Reply::json(200, Value::Array(items))
+    }
+}
+
+/// A `delegation` activity row of `source` with its method and status; the rest empty.
+fn delegation_row(
+    source: WorkspaceId,
+    target: Option<WorkspaceId>,
+    method: &str,
+    status: &str,
+) -> NewActivity {
+    NewActivity {
+        source_id: Some(source),
+        target_id: target,
+        method: Some(method.into()),
+        status: status.into(),
+        ..NewActivity::new(source, "delegation")
     }
 }
 

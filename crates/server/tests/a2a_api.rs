@@ -669,18 +669,7 @@ async fn a_delegation_runs_through_the_proxy_and_is_recorded(db: TestStore) {
     assert_eq!(status, 202, "{reply}");
     let delegation_id = reply["delegation_id"].as_str().unwrap().to_owned();
     eventually("the delegation completes", || async {
-        let (_, list) = s
-            .call(
-                "GET",
-                &format!("/workspaces/{lead}/delegations"),
-                Some(&lead_token),
-                None,
-            )
-            .await;
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["delegation_id"] == delegation_id.as_str() && d["status"] == "completed")
+        delegation(&s, lead, &lead_token, &delegation_id).await["status"] == "completed"
     })
     .await;
     let (_, list) = s
@@ -721,35 +710,13 @@ async fn a_delegation_runs_through_the_proxy_and_is_recorded(db: TestStore) {
     assert_eq!(status, 202);
     let queued_id = reply["delegation_id"].as_str().unwrap().to_owned();
     eventually("the delegation is queued", || async {
-        let (_, list) = s
-            .call(
-                "GET",
-                &format!("/workspaces/{lead}/delegations"),
-                Some(&lead_token),
-                None,
-            )
-            .await;
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["delegation_id"] == queued_id.as_str() && d["status"] == "queued")
+        delegation(&s, lead, &lead_token, &queued_id).await["status"] == "queued"
     })
     .await;
     let mut events = s.state.events.subscribe();
     heartbeat(&s, worker, &worker_token, 0).await;
     eventually("the drained delegation completes", || async {
-        let (_, list) = s
-            .call(
-                "GET",
-                &format!("/workspaces/{lead}/delegations"),
-                Some(&lead_token),
-                None,
-            )
-            .await;
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["delegation_id"] == queued_id.as_str() && d["status"] == "completed")
+        delegation(&s, lead, &lead_token, &queued_id).await["status"] == "completed"
     })
     .await;
     loop {
@@ -763,6 +730,19 @@ async fn a_delegation_runs_through_the_proxy_and_is_recorded(db: TestStore) {
         }
     }
     assert_eq!(agent.deliveries_of(&queued_id), 1);
+}
+
+/// The delegation list entry of `id` (`null` when absent).
+async fn delegation(s: &TestServer, lead: WorkspaceId, token: &str, id: &str) -> Value {
+    let path = format!("/workspaces/{lead}/delegations");
+    let (status, list) = s.call("GET", &path, Some(token), None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["delegation_id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 async fn drop_stale_validates_and_drops_only_old_queued_rows(db: TestStore) {

@@ -614,3 +614,85 @@ async fn expand_and_bulk_go_through_the_lifecycle(db: TestStore) {
         "no start besides the lifecycle's"
     );
 }
+
+#[tokio::test]
+async fn an_image_refresh_answers_without_daemon_text() {
+    let _serial = SERIAL.lock().await;
+    let cleanup = Cleanup::default();
+    let backend = docker().await;
+    let s = server(TestStore::sqlite().await, backend.clone()).await;
+    let id = s.create(json!({"name": "e2e-refresh", "tier": 2})).await;
+    cleanup.add(id);
+    online(&s, id).await;
+    let (before, _) = container(id).unwrap();
+
+    // No registry is reachable: the local-only image cannot be pulled. The answer has the
+    // spec's shape, names the runtime, and carries none of the daemon's text; nothing was
+    // recreated, the workspace keeps running.
+    let path = "/admin/workspace-images/refresh?runtime=langgraph";
+    let (status, reply) = s.call("POST", path, Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply,
+        json!({"pulled": [], "failed": ["langgraph"], "recreated": []})
+    );
+    let (status, all) = s
+        .call(
+            "POST",
+            "/admin/workspace-images/refresh?recreate=no",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["failed"].as_array().unwrap().len(), 9, "{all}");
+    let text = all.to_string().to_lowercase();
+    for leak in ["registry", "dial", "lookup", "daemon", "denied", "error"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    assert_eq!(container(id), Some((before, true)));
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
+
+    // An unknown runtime is refused with the known ones; only admin may refresh.
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/admin/workspace-images/refresh?runtime=cobol",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(reply["error"], "unknown runtime: cobol");
+    let known = reply["known_runtimes"].as_array().unwrap();
+    assert_eq!(known.len(), 9);
+    assert_eq!(known[0], "autogen", "alphabetical");
+    assert!(!known.contains(&json!("external")));
+    let (status, _) = s.call("POST", path, None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = s.call("POST", path, Some("not-the-admin"), None).await;
+    assert_eq!(status, 401);
+
+    let (status, reply) = s
+        .call("DELETE", &format!("/workspaces/{id}"), Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+/// A backend without images (the recording double here; EC2 alike) has no image refresh.
+#[tokio::test]
+async fn no_image_refresh_without_the_docker_backend() {
+    let s = TestServer::start(
+        TestStore::sqlite().await,
+        common::Options {
+            backend: true,
+            dev: false,
+        },
+    )
+    .await;
+    let (status, reply) = s
+        .call("POST", "/admin/workspace-images/refresh", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404, "{reply}");
+    assert_eq!(s.backend().start_count(), 0);
+}

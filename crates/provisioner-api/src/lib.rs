@@ -137,6 +137,31 @@ pub enum ProvisionError {
     Unsupported(&'static str),
 }
 
+/// What an image refresh did (spec provisioner §1.12): runtime names whose image was pulled
+/// or failed to pull, and the names of the containers force-removed so that the health sweep
+/// recreates them from the new image. Failure reasons are logged, never returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageRefresh {
+    /// Runtimes whose image was pulled.
+    pub pulled: Vec<String>,
+    /// Runtimes whose image could not be pulled.
+    pub failed: Vec<String>,
+    /// Containers removed for recreation.
+    pub recreated: Vec<String>,
+}
+
+/// An image refresh that stopped part way (the containers could not be listed), with what it
+/// had done by then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image refresh incomplete: {cause}")]
+pub struct RefreshError {
+    /// What was done before the failure.
+    pub partial: ImageRefresh,
+    /// Why it stopped.
+    #[source]
+    pub cause: ProvisionError,
+}
+
 /// A backend that runs workspaces. The lifecycle service is its only caller in the server.
 #[async_trait]
 pub trait Provisioner: Send + Sync + fmt::Debug {
@@ -202,6 +227,22 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
     /// managed label. Used by the orphan sweeper.
     async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
         Ok(Vec::new())
+    }
+
+    /// Pulls the latest image of each runtime and, with `recreate`, force-removes the
+    /// workspace containers running one of the refreshed images (they are not started again
+    /// here: the health sweep sees them gone and restarts them). Backends without images
+    /// answer [`ProvisionError::Unsupported`].
+    async fn refresh_images(
+        &self,
+        runtimes: &[String],
+        recreate: bool,
+    ) -> Result<ImageRefresh, RefreshError> {
+        let _ = (runtimes, recreate);
+        Err(RefreshError {
+            partial: ImageRefresh::default(),
+            cause: ProvisionError::Unsupported("refresh_images"),
+        })
     }
 
     /// The console output (logs) of a workspace's compute.

@@ -15,6 +15,7 @@
 
 mod archive;
 pub mod config;
+mod refresh;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,7 +42,8 @@ use crate::names::{
     container_name, internal_url,
 };
 use crate::{
-    BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, SecretValue, Started,
+    BackendKind, ImageRefresh, ProvisionError, ProvisionRequest, Provisioner, RefreshError,
+    Running, SecretValue, Started,
 };
 
 /// How long one Docker API call may take (pulls have their own budget).
@@ -600,6 +602,14 @@ impl Provisioner for DockerProvisioner {
         archive::first_file(&tar)
             .map_err(|e| ProvisionError::Failed(format!("read {path}: {e}")))?
             .ok_or_else(|| ProvisionError::NotFound(format!("{path} is not a regular file")))
+    }
+
+    async fn refresh_images(
+        &self,
+        runtimes: &[String],
+        recreate: bool,
+    ) -> Result<ImageRefresh, RefreshError> {
+        self.refresh(runtimes, recreate).await
     }
 
     async fn console_output(

@@ -5,6 +5,7 @@
 //! one workspace are serialised by a per-workspace lock; status changes go through the
 //! store's guarded transition; provision requests are built from the whole row.
 
+mod images;
 mod operations;
 mod provision;
 mod restart;

@@ -367,10 +367,19 @@ impl Lifecycle {
             let _guard = lock.lock().await;
             if let Some(backend) = &self.inner.backend
                 && ws.runtime != Runtime::EXTERNAL
-                && let Err(e) = backend.stop(ws.id, ws.instance_id.as_deref()).await
             {
-                stop_failures += 1;
-                tracing::error!(workspace = %ws.id, error = %e, "remove: stop failed (leak suspect)");
+                match backend.stop(ws.id, ws.instance_id.as_deref()).await {
+                    // The storage goes only once the compute is gone (it is in use otherwise).
+                    Ok(()) => {
+                        if let Err(e) = backend.remove_volume(ws.id).await {
+                            tracing::warn!(workspace = %ws.id, error = %e, "remove: volumes left behind");
+                        }
+                    }
+                    Err(e) => {
+                        stop_failures += 1;
+                        tracing::error!(workspace = %ws.id, error = %e, "remove: stop failed (leak suspect)");
+                    }
+                }
             }
             let payload = if ws.id == id {
                 json!({ "cascade_deleted": descendants.len() })

@@ -209,6 +209,33 @@ impl TestServer {
             AppState::with_backend(store, security, backend, "http://platform.test:8080".into());
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(db, state, listener)
+    }
+
+    /// A strict-mode server with a real backend, listening on `ip` (e.g. the gateway of a
+    /// Docker network) and telling workspaces to reach it at `http://<ip>:<port>`, so agents
+    /// in containers can register with it.
+    pub async fn start_reachable(
+        db: TestStore,
+        backend: Arc<dyn Provisioner>,
+        ip: std::net::IpAddr,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let platform_url = format!("http://{}", listener.local_addr().unwrap());
+        let store = (*db)
+            .clone()
+            .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()));
+        let state = AppState::with_backend(
+            store,
+            Security::strict(ADMIN.into(), true),
+            Some(backend),
+            platform_url,
+        );
+        Self::serve(db, configure(state), listener)
+    }
+
+    fn serve(db: TestStore, state: AppState, listener: tokio::net::TcpListener) -> TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = router(state.clone());
         let task = tokio::spawn(async move {

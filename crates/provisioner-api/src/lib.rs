@@ -176,6 +176,13 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
         true
     }
 
+    /// Whether [`Provisioner::start`] answers the agent's URL (Docker: the published loopback
+    /// port). The platform then dispatches there and ignores the URL the agent registers with
+    /// (an address seen from inside its container). Default: false (the agent's own URL).
+    fn publishes_agent_url(&self) -> bool {
+        false
+    }
+
     /// Starts (or replaces) the compute of a workspace.
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError>;
 

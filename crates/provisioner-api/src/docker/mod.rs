@@ -308,6 +308,10 @@ impl Provisioner for DockerProvisioner {
         BackendKind::Docker
     }
 
+    fn publishes_agent_url(&self) -> bool {
+        true
+    }
+
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError> {
         let docker = self.docker().await?;
         let id = request.workspace_id;

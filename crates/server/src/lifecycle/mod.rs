@@ -68,6 +68,14 @@ impl Lifecycle {
         self.inner.backend.is_some()
     }
 
+    /// Whether the backend publishes the agent URLs of the workspaces it starts.
+    pub fn publishes_agent_urls(&self) -> bool {
+        self.inner
+            .backend
+            .as_ref()
+            .is_some_and(|b| b.publishes_agent_url())
+    }
+
     /// The lock that serialises operations on one workspace.
     fn lock_of(&self, id: WorkspaceId) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self

@@ -88,17 +88,23 @@ pub(crate) async fn register(
         .as_deref()
         .filter(|u| u.starts_with("http://127.0.0.1"))
         .map(str::to_owned);
+    // A workspace the backend is still starting gets its URL from the backend (which stores
+    // it when its start returns, possibly after this registration): the agent's is not used.
+    let published_later = kept.is_none()
+        && current.runtime != molecule_domain::Runtime::EXTERNAL
+        && current.status == WorkspaceStatus::Provisioning
+        && state.lifecycle.publishes_agent_urls();
     if mode == DeliveryMode::Push {
         let Some(u) = &url else {
             return Err(ApiError::bad_request(
                 "url is required for push-mode workspaces",
             ));
         };
-        if kept.is_none() {
+        if kept.is_none() && !published_later {
             check_url(&state, u).await?;
         }
     }
-    let stored_url = kept.or(url);
+    let stored_url = if published_later { None } else { kept.or(url) };
     workspaces
         .record_registration(id, stored_url.as_deref(), &card, mode)
         .await

@@ -90,6 +90,10 @@ impl Provisioner for FakeBackend {
         BackendKind::Other
     }
 
+    fn publishes_agent_url(&self) -> bool {
+        true
+    }
+
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError> {
         self.starts.lock().unwrap().push(request.clone());
         self.changed.notify_waiters();

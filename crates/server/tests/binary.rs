@@ -589,7 +589,10 @@ async fn queued_messages_survive_a_restart(db: molecule_store::testing::TestStor
     .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let token = created["connection"]["auth_token"].as_str().unwrap().to_owned();
+    let token = created["connection"]["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let register = json!({"id": id, "url": agent.url, "agent_card": {"name": "worker"}});
     let (status, reply) = post(&server, "/registry/register", Some(&token), register).await;
     assert_eq!(status, 200, "{reply}");

@@ -4,7 +4,7 @@
 //! from there the order is: hierarchy → target lookup → budget → payload normalisation →
 //! poll-mode short-circuit → capacity (queue) → URL → delivery.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,8 +84,9 @@ pub(crate) struct Inner {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) client: reqwest::Client,
     pub(crate) settings: Settings,
-    /// Workspaces whose queue a task of this process is draining.
-    pub(crate) draining: Mutex<HashSet<WorkspaceId>>,
+    /// Workspaces whose queue a task of this process is draining, each with "another drain
+    /// was asked for meanwhile".
+    pub(crate) draining: Mutex<HashMap<WorkspaceId, bool>>,
 }
 
 impl Proxy {
@@ -109,7 +110,7 @@ impl Proxy {
                 platform,
                 client,
                 settings,
-                draining: Mutex::new(HashSet::new()),
+                draining: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -96,36 +96,47 @@ impl Proxy {
     /// replicas the store never hands one row to two drains.
     pub async fn drain(&self, id: WorkspaceId) -> DrainReport {
         let mut report = DrainReport::default();
-        let Some(_guard) = DrainGuard::take(self, id) else {
+        // A drain asked for while one runs is not lost: the running one goes round again.
+        let Some(mut guard) = DrainGuard::take(self, id) else {
             return report;
         };
+        loop {
+            self.drain_pass(id, &mut report).await;
+            if !guard.again_or_release() {
+                return report;
+            }
+        }
+    }
+
+    /// Delivers until the queue is empty, the target has no room, or a delivery fails.
+    async fn drain_pass(&self, id: WorkspaceId, report: &mut DrainReport) {
         let store = &self.inner.store;
         loop {
             let ws = match store.workspaces().get(id).await {
                 Ok(Some(ws)) if has_room(&ws) => ws,
-                Ok(_) => return report,
+                Ok(_) => return,
                 Err(e) => {
                     tracing::warn!(workspace = %id, error = %e, "drain: cannot read the target");
-                    return report;
+                    return;
                 }
             };
             let item = match store.queue().dequeue(id).await {
                 Ok(Some(item)) => item,
-                Ok(None) => return report,
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(workspace = %id, error = %e, "drain: dequeue failed");
-                    return report;
+                    return;
                 }
             };
             match self.deliver_queued(&ws, &item).await {
                 Step::Delivered => report.delivered += 1,
                 Step::Busy => {
                     report.requeued += 1;
-                    return report;
+                    return;
                 }
                 Step::Failed => {
                     report.failed += 1;
-                    return report;
+                    return;
                 }
             }
         }
@@ -345,31 +356,69 @@ fn rfc3339(t: Option<OffsetDateTime>) -> Option<Value> {
     .map(Value::String)
 }
 
-/// Marks a workspace as being drained in this process for as long as it lives.
+/// Marks a workspace as being drained in this process for as long as it lives; a drain
+/// asked for meanwhile is remembered as "go round again".
 struct DrainGuard<'a> {
     proxy: &'a Proxy,
     id: WorkspaceId,
+    released: bool,
 }
 
 impl<'a> DrainGuard<'a> {
+    /// The guard, or `None` (and a rerun noted) when a drain of `id` is running.
     fn take(proxy: &'a Proxy, id: WorkspaceId) -> Option<Self> {
-        let mut set = proxy
+        let mut running = proxy
             .inner
             .draining
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        set.insert(id).then_some(DrainGuard { proxy, id })
+        match running.get_mut(&id) {
+            Some(again) => {
+                *again = true;
+                None
+            }
+            None => {
+                running.insert(id, false);
+                Some(DrainGuard {
+                    proxy,
+                    id,
+                    released: false,
+                })
+            }
+        }
     }
-}
 
-impl Drop for DrainGuard<'_> {
-    fn drop(&mut self) {
-        let mut set = self
+    /// Whether another drain was asked for since the last pass (the request is cleared);
+    /// if not, the workspace is released in the same step, so no request falls in between.
+    fn again_or_release(&mut self) -> bool {
+        let mut running = self
             .proxy
             .inner
             .draining
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.id);
+        if let Some(again) = running.get_mut(&self.id)
+            && std::mem::replace(again, false)
+        {
+            return true;
+        }
+        running.remove(&self.id);
+        self.released = true;
+        false
+    }
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let mut running = self
+            .proxy
+            .inner
+            .draining
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        running.remove(&self.id);
     }
 }

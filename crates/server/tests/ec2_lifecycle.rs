@@ -86,7 +86,7 @@ async fn register(s: &TestServer, id: WorkspaceId) -> String {
             "POST",
             "/registry/register",
             None,
-            Some(json!({"id": id, "url": "http://agent.test:8000", "agent_card": {"name": "ec2"}})),
+            Some(json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": {"name": "ec2"}})),
         )
         .await;
     assert_eq!(status, 200, "{reply}");

@@ -40,6 +40,8 @@ struct Inner {
     platform_url: String,
     locks: Mutex<HashMap<WorkspaceId, Arc<tokio::sync::Mutex<()>>>>,
     restarts: Mutex<HashMap<WorkspaceId, restart::State>>,
+    /// Workspaces whose backend start is under way.
+    starting: Mutex<std::collections::HashSet<WorkspaceId>>,
 }
 
 impl Lifecycle {
@@ -59,6 +61,7 @@ impl Lifecycle {
                 platform_url,
                 locks: Mutex::new(HashMap::new()),
                 restarts: Mutex::new(HashMap::new()),
+                starting: Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -68,12 +71,39 @@ impl Lifecycle {
         self.inner.backend.is_some()
     }
 
-    /// Whether the backend publishes the agent URLs of the workspaces it starts.
-    pub fn publishes_agent_urls(&self) -> bool {
+    /// Whether the backend is starting `id` now and will publish its agent URL when the start
+    /// returns (an agent may register before that).
+    pub fn publishing_url_of(&self, id: WorkspaceId) -> bool {
         self.inner
             .backend
             .as_ref()
             .is_some_and(|b| b.publishes_agent_url())
+            && self
+                .inner
+                .starting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&id)
+    }
+
+    /// Waits (at most `limit`) until no lifecycle operation holds `id` (e.g. a start that will
+    /// publish its URL); `false` if the wait timed out.
+    pub async fn settled(&self, id: WorkspaceId, limit: std::time::Duration) -> bool {
+        let lock = self.lock_of(id);
+        tokio::time::timeout(limit, lock.lock()).await.is_ok()
+    }
+
+    /// Marks `id` as being started for as long as the guard lives.
+    fn starting(&self, id: WorkspaceId) -> Starting<'_> {
+        self.inner
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+        Starting {
+            lifecycle: self,
+            id,
+        }
     }
 
     /// The lock that serialises operations on one workspace.
@@ -101,5 +131,22 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         restarts.remove(&id);
+    }
+}
+
+/// A backend start under way (see [`Lifecycle::publishing_url_of`]).
+struct Starting<'a> {
+    lifecycle: &'a Lifecycle,
+    id: WorkspaceId,
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.lifecycle
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }

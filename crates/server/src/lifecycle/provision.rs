@@ -60,7 +60,9 @@ impl Lifecycle {
                 return;
             }
         };
-        match backend.start(&request).await {
+        let starting = self.starting(id);
+        let outcome = backend.start(&request).await;
+        match outcome {
             Ok(started) => {
                 let workspaces = store.workspaces();
                 if let Some(url) = started.agent_url.as_deref()
@@ -75,9 +77,11 @@ impl Lifecycle {
                 {
                     tracing::error!(workspace = %id, error = %e, "provision: cannot store the instance id");
                 }
+                drop(starting);
                 tracing::info!(workspace = %id, "provision: backend started the workspace");
             }
             Err(e) => {
+                drop(starting);
                 tracing::error!(workspace = %id, error = %e, "provision: backend start failed");
                 self.mark_failed(id, START_FAILED, json!({ "error": START_FAILED }))
                     .await;

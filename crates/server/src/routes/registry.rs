@@ -15,6 +15,9 @@ use crate::app::AppState;
 use crate::auth;
 use crate::error::{ApiError, ApiResult, ok_json};
 
+/// How long a registration waits for the backend start of its workspace to return.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The largest monthly spend a heartbeat may report, in cents.
 const MAX_SPEND: i64 = 1_000_000_000_000;
 
@@ -73,6 +76,11 @@ pub(crate) async fn register(
     };
     auth::own_token_if_any(&state, &headers, id).await?;
     let workspaces = state.store.workspaces();
+    // An agent can register before the start that runs it has returned and stored the URL
+    // the backend published: let that start finish first (bounded), then read the row.
+    if state.lifecycle.publishing_url_of(id) && !state.lifecycle.settled(id, START_WAIT).await {
+        tracing::warn!(workspace = %id, "register: the backend start is still running");
+    }
     let current: Workspace = workspaces
         .get(id)
         .await
@@ -90,10 +98,7 @@ pub(crate) async fn register(
         .map(str::to_owned);
     // A workspace the backend is still starting gets its URL from the backend (which stores
     // it when its start returns, possibly after this registration): the agent's is not used.
-    let published_later = kept.is_none()
-        && current.runtime != molecule_domain::Runtime::EXTERNAL
-        && current.status == WorkspaceStatus::Provisioning
-        && state.lifecycle.publishes_agent_urls();
+    let published_later = kept.is_none() && state.lifecycle.publishing_url_of(id);
     if mode == DeliveryMode::Push {
         let Some(u) = &url else {
             return Err(ApiError::bad_request(

@@ -30,6 +30,7 @@ pub fn run() -> anyhow::Result<()> {
     step("crate boundaries", crate::boundaries::run)?;
     step("cargo deny", || deny(&root))?;
     step("echo agent image", docker_image)?;
+    step("moto_server (local EC2 API)", moto)?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
@@ -116,6 +117,23 @@ fn docker_image() -> anyhow::Result<()> {
         return Ok(());
     }
     crate::image::run()
+}
+
+/// The EC2 tests need `moto_server` (Python moto): installed from PyPI when neither
+/// `moto_server` nor `python3 -m moto.server` is available.
+fn moto() -> anyhow::Result<()> {
+    let works = |cmd: &mut Command| cmd.arg("--help").output().is_ok_and(|o| o.status.success());
+    if works(&mut Command::new("moto_server"))
+        || works(Command::new("python3").args(["-m", "moto.server"]))
+    {
+        println!("moto_server: available");
+        return Ok(());
+    }
+    println!("moto_server is not installed: installing moto[server] from PyPI");
+    run_in(
+        Path::new("."),
+        Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]),
+    )
 }
 
 /// Every test of the workspace with nextest. PostgreSQL comes from `TEST_DATABASE_URL` if set;

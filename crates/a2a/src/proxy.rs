@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) client: reqwest::Client,
     pub(crate) settings: Settings,
+    /// The capabilities each workspace declared in its last heartbeat (in memory, as the
+    /// reference keeps them; a restart forgets them until the next heartbeat).
+    pub(crate) capabilities: Mutex<HashMap<WorkspaceId, Vec<String>>>,
     /// Workspaces whose queue a task of this process is draining, each with "another drain
     /// was asked for meanwhile".
     pub(crate) draining: Mutex<HashMap<WorkspaceId, bool>>,
@@ -110,6 +113,7 @@ impl Proxy {
                 platform,
                 client,
                 settings,
+                capabilities: Mutex::new(HashMap::new()),
                 draining: Mutex::new(HashMap::new()),
             }),
         }
@@ -122,6 +126,30 @@ impl Proxy {
             Arc::clone(&self.inner.platform),
             settings,
         )
+    }
+
+    /// Records the capabilities a workspace declared in a heartbeat (none: forgets them).
+    pub fn set_capabilities(&self, id: WorkspaceId, capabilities: Vec<String>) {
+        let mut all = self
+            .inner
+            .capabilities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if capabilities.is_empty() {
+            all.remove(&id);
+        } else {
+            all.insert(id, capabilities);
+        }
+    }
+
+    /// Whether a workspace declared `capability` in its last heartbeat.
+    pub fn has_capability(&self, id: WorkspaceId, capability: &str) -> bool {
+        self.inner
+            .capabilities
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .is_some_and(|c| c.iter().any(|x| x == capability))
     }
 
     /// The settings in force.

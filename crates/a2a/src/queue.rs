@@ -56,6 +56,10 @@ impl Proxy {
         normalized: &Normalized,
         drain_now: bool,
     ) -> Reply {
+        // An agent with a native session retries by itself: nothing is queued for it.
+        if self.has_capability(ws.id, "session") {
+            return Reply::native_session_busy();
+        }
         let expires_at = normalized
             .expires_in_seconds
             .map(|s| OffsetDateTime::now_utc() + Duration::from_secs(s.unsigned_abs()));

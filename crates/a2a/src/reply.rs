@@ -102,6 +102,20 @@ impl Reply {
         .retry(BUSY_RETRY_AFTER)
     }
 
+    /// 503: busy, and the target's own adapter (a native session) retries; nothing is queued.
+    pub fn native_session_busy() -> Self {
+        Self::json(
+            503,
+            json!({
+                "error": "workspace agent busy — adapter handles retry (native_session)",
+                "busy": true,
+                "retry_after": BUSY_RETRY_AFTER,
+                "native_session": true,
+            }),
+        )
+        .retry(BUSY_RETRY_AFTER)
+    }
+
     /// 503: the target's compute is gone and a restart was requested.
     pub fn restarting() -> Self {
         Self::json(

@@ -404,6 +404,31 @@ async fn get_queue(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+async fn a_native_session_agent_gets_no_queue_rows(db: TestStore) {
+    let s = dev(db).await;
+    let agent = TestAgent::start().await;
+    let (target, token) = registered(&s, "session", &agent.url, None).await;
+    let hb = json!({
+        "workspace_id": target,
+        "active_tasks": 1,
+        "runtime_metadata": { "capabilities": { "session": true, "heartbeat": true } },
+    });
+    let (status, _) = s
+        .call("POST", "/registry/heartbeat", Some(&token), Some(hb))
+        .await;
+    assert_eq!(status, 200);
+    let r = a2a(&s, target, None, None, &message("n-1", "busy?")).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["native_session"], true);
+    assert_eq!(r.body["busy"], true);
+    assert_eq!(r.retry_after.as_deref(), Some("30"));
+    assert_eq!(s.state.store.queue().depth(target).await.unwrap(), 0);
+    // Without the capability the same message is queued.
+    heartbeat(&s, target, &token, 1).await;
+    let r = a2a(&s, target, None, None, &message("n-1", "busy?")).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
 async fn an_agent_that_declines_gets_the_message_later_and_once(db: TestStore) {
     let s = dev(db).await;
     let agent = TestAgent::start().await;
@@ -778,6 +803,7 @@ molecule_store::on_both_backends!(
     each_pipeline_step_fails_with_its_own_status,
     a_busy_target_gets_its_messages_once_when_it_frees_up,
     an_agent_that_declines_gets_the_message_later_and_once,
+    a_native_session_agent_gets_no_queue_rows,
     a_slow_agent_that_accepted_is_not_sent_the_message_again,
     an_expired_message_is_dropped_not_delivered,
     a_poll_mode_agent_reads_its_messages_from_the_activity_feed,

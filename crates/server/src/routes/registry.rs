@@ -230,6 +230,18 @@ pub(crate) async fn heartbeat(
         .and_then(|m| m.capabilities.get("status_mgmt").copied())
         .unwrap_or(false);
     evaluate_status(&state, &before, &hb, status_mgmt).await;
+    let declared: Vec<String> = hb
+        .runtime_metadata
+        .as_ref()
+        .map(|m| {
+            m.capabilities
+                .iter()
+                .filter(|(_, on)| **on)
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    state.a2a.set_capabilities(id, declared);
     // A free task slot: deliver what waits in the queue.
     if record.active_tasks < before.max_concurrent_tasks.max(1) {
         state.a2a.spawn_drain(id);

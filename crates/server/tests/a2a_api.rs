@@ -579,24 +579,23 @@ async fn a_poll_mode_agent_reads_its_messages_from_the_activity_feed(db: TestSto
     );
 }
 
+/// A backend workspace whose published address is `url`, online (as after its agent registered).
+async fn online_at(s: &TestServer, id: WorkspaceId, url: &str) {
+    let workspaces = s.state.store.workspaces();
+    workspaces.set_url(id, Some(url)).await.unwrap();
+    workspaces
+        .transition(id, WorkspaceStatus::Online, None)
+        .await
+        .unwrap();
+}
+
 async fn a_dead_target_is_restarted_exactly_once(db: TestStore) {
     let s = dev(db).await;
     let agent = TestAgent::start().await;
     let id = s.create_dev(json!({"name": "fragile"})).await;
     s.backend().wait_for(|b| b.started(id) == 1).await;
     // The platform published the agent's address and the agent is online.
-    s.state
-        .store
-        .workspaces()
-        .set_url(id, Some(&agent.url))
-        .await
-        .unwrap();
-    s.state
-        .store
-        .workspaces()
-        .transition(id, WorkspaceStatus::Online, None)
-        .await
-        .unwrap();
+    online_at(&s, id, &agent.url).await;
     agent.answer(Answer::Status(503, json!({"error": "origin down"})));
     // The compute is gone.
     s.backend()
@@ -617,18 +616,7 @@ async fn a_dead_target_is_restarted_exactly_once(db: TestStore) {
     })
     .await;
     // A running compute answering 503 is passed through, with no restart.
-    s.state
-        .store
-        .workspaces()
-        .set_url(id, Some(&agent.url))
-        .await
-        .unwrap();
-    s.state
-        .store
-        .workspaces()
-        .transition(id, WorkspaceStatus::Online, None)
-        .await
-        .unwrap();
+    online_at(&s, id, &agent.url).await;
     let r = a2a(&s, id, None, None, &message("x-2", "again")).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.body["error"], "origin down");

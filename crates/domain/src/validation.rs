@@ -1,4 +1,5 @@
-//! Validation of the free-text workspace fields, with the exact messages the API returns.
+//! Validation of the free-text workspace fields and secret keys, with the exact messages the
+//! API returns.
 
 /// A field value that breaks the rules. The `Display` text is the API's error message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,64 @@ pub enum FieldError {
         /// The limit in bytes.
         max: usize,
     },
+    /// A secret key that is not an environment-variable name.
+    #[error(
+        "{field} must be an environment variable name: a letter or '_' followed by letters, \
+         digits or '_'"
+    )]
+    NotEnvName {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A secret key the platform sets itself in every workspace's environment.
+    #[error("{field} {key} is reserved by the platform")]
+    Reserved {
+        /// The field's name.
+        field: &'static str,
+        /// The reserved name.
+        key: &'static str,
+    },
+}
+
+/// Environment variables the platform sets in every workspace; a secret cannot replace them
+/// (spec provisioner §2.3.6).
+pub const RESERVED_ENV: &[&str] = &[
+    "WORKSPACE_ID",
+    "WORKSPACE_CONFIG_PATH",
+    "PLATFORM_URL",
+    "MOLECULE_URL",
+    "TIER",
+];
+
+/// The longest secret key, in bytes.
+pub const MAX_ENV_KEY: usize = 128;
+
+/// A secret key: an environment-variable name (`[A-Za-z_][A-Za-z0-9_]*`, at most
+/// [`MAX_ENV_KEY`] bytes) that is not one of [`RESERVED_ENV`]. Secrets become environment
+/// variables of the workspace, so anything else (`=`, NUL, newlines, spaces, `../`) could
+/// corrupt or inject into that environment.
+pub fn env_key(value: &str) -> Result<(), FieldError> {
+    const FIELD: &str = "key";
+    if value.is_empty() {
+        return Err(FieldError::Empty { field: FIELD });
+    }
+    if value.len() > MAX_ENV_KEY {
+        return Err(FieldError::TooLong {
+            field: FIELD,
+            max: MAX_ENV_KEY,
+        });
+    }
+    let mut bytes = value.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(FieldError::NotEnvName { field: FIELD });
+    }
+    if let Some(key) = RESERVED_ENV.iter().find(|r| **r == value) {
+        return Err(FieldError::Reserved { field: FIELD, key });
+    }
+    Ok(())
 }
 
 /// Characters refused in names and roles (they break the generated YAML and shell snippets).
@@ -102,6 +161,49 @@ mod tests {
         assert_eq!(
             name("  ").unwrap_err().to_string(),
             "name must not be empty"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_environment_variable_names() {
+        for ok in [
+            "OPENAI_API_KEY",
+            "_X",
+            "a1",
+            "MODEL_PROVIDER",
+            &"K".repeat(128),
+        ] {
+            env_key(ok).unwrap();
+        }
+        let refused = [
+            "",
+            "1ABC",
+            "A=B",
+            "A B",
+            "A\0B",
+            "A\nB",
+            "../etc",
+            "A-B",
+            "ÄB",
+            "A\u{202e}B",
+            &"K".repeat(129),
+            &"K".repeat(900 * 1024),
+        ];
+        for bad in refused {
+            assert!(env_key(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            env_key("A=B").unwrap_err().to_string(),
+            "key must be an environment variable name: a letter or '_' followed by letters, \
+             digits or '_'"
+        );
+        assert_eq!(
+            env_key("WORKSPACE_ID").unwrap_err().to_string(),
+            "key WORKSPACE_ID is reserved by the platform"
+        );
+        assert_eq!(
+            env_key(&"K".repeat(129)).unwrap_err().to_string(),
+            "key must be at most 128 characters"
         );
     }
 

@@ -18,7 +18,91 @@ on_both_backends!(
     plaintext_rows_stay_readable_and_undecryptable_ones_fail_closed,
     org_tokens_are_admin_until_revoked,
     org_token_minting_is_rate_limited,
+    secret_keys_must_be_environment_variable_names,
 );
+
+/// Secret keys become environment variable names of the workspace: anything else is a 400
+/// with a clear message and nothing is stored (issue 11: NUL, newlines, `=`, `../`, bidi
+/// controls and 900 KiB keys used to be stored, and `A=B` could inject a reserved variable).
+async fn secret_keys_must_be_environment_variable_names(db: TestStore) {
+    let s = server(db).await;
+    let id = s.create(json!({"name": "keys"})).await;
+    let not_a_name = "key must be an environment variable name: a letter or '_' followed by \
+                      letters, digits or '_'";
+    let huge = "K".repeat(900 * 1024);
+    let cases: Vec<(&str, &str)> = vec![
+        ("A\u{0}B", not_a_name),
+        ("A\nB", not_a_name),
+        ("X=1\nWORKSPACE_ID", not_a_name),
+        ("PLATFORM_URL=http://evil", not_a_name),
+        ("A B", not_a_name),
+        ("../etc/passwd", not_a_name),
+        ("A\u{202e}B", not_a_name),
+        ("9LIVES", not_a_name),
+        (&huge, "key must be at most 128 characters"),
+        (
+            "WORKSPACE_ID",
+            "key WORKSPACE_ID is reserved by the platform",
+        ),
+        (
+            "PLATFORM_URL",
+            "key PLATFORM_URL is reserved by the platform",
+        ),
+    ];
+    for (key, error) in &cases {
+        let shown = &key[..key.len().min(20)];
+        for (path, scope) in [
+            (format!("/workspaces/{id}/secrets"), "workspace"),
+            ("/settings/secrets".to_owned(), "global"),
+        ] {
+            let (status, reply) = s
+                .call(
+                    "PUT",
+                    &path,
+                    Some(ADMIN),
+                    Some(json!({"key": key, "value": "v"})),
+                )
+                .await;
+            assert_eq!(
+                (status, reply["error"].as_str()),
+                (400, Some(*error)),
+                "{scope} {shown:?}"
+            );
+        }
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/workspaces",
+                Some(ADMIN),
+                Some(json!({"name": "with-bad-key", "secrets": {(*key): "v"}})),
+            )
+            .await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (400, Some(*error)),
+            "create {shown:?}"
+        );
+    }
+    let secrets = s.state.store.secrets();
+    assert!(secrets.list_workspace(id).await.unwrap().is_empty());
+    assert!(secrets.list_global().await.unwrap().is_empty());
+    let (_, list) = s.call("GET", "/workspaces", Some(ADMIN), None).await;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "no workspace was created"
+    );
+    // Ordinary names pass.
+    let (status, reply) = s
+        .call(
+            "PUT",
+            &format!("/workspaces/{id}/secrets"),
+            Some(ADMIN),
+            Some(json!({"key": "OPENAI_API_KEY_2", "value": "v"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+}
 
 async fn server(db: TestStore) -> TestServer {
     TestServer::start(

@@ -246,13 +246,7 @@ pub fn runtime_tag(image: &str) -> String {
 }
 
 /// Environment keys the request's env cannot replace (spec §2.3.6).
-pub const RESERVED_ENV: &[&str] = &[
-    "WORKSPACE_ID",
-    "WORKSPACE_CONFIG_PATH",
-    "PLATFORM_URL",
-    "MOLECULE_URL",
-    "TIER",
-];
+pub use molecule_domain::validation::RESERVED_ENV;
 
 /// The container environment as `KEY=value`, in a deterministic order (spec §1.6.1): the
 /// built-ins, the awareness pair, `MOLECULE_AGENT_ROLE` / `PARENT_ID` / `MODEL` from the request
@@ -402,6 +396,7 @@ mod tests {
             env: BTreeMap::new(),
             auth_token: None,
             platform_inbound_secret: None,
+            bootstrap_token: None,
         }
     }
 

@@ -36,7 +36,11 @@ pub(crate) struct SecretBody {
 impl SecretBody {
     fn into_parts(self) -> ApiResult<(String, String)> {
         match (self.key, self.value) {
-            (Some(k), Some(v)) if !k.is_empty() && !v.is_empty() => Ok((k, v)),
+            (Some(k), Some(v)) if !k.is_empty() && !v.is_empty() => {
+                molecule_domain::validation::env_key(&k)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Ok((k, v))
+            }
             _ => Err(ApiError::bad_request(INVALID_BODY)),
         }
     }

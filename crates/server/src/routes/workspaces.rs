@@ -173,6 +173,9 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
             "budget_limit must be >= 0 (USD cents)",
         ));
     }
+    for key in req.secrets.0.keys() {
+        validation::env_key(key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     if !req.initial_memories.is_empty() {
         return Err(ApiError::bad_request(
             "initial_memories are not supported on this server yet",

@@ -64,6 +64,9 @@ impl Proxy {
         if target == source {
             return Reply::error(400, "self-delegation not permitted");
         }
+        if let Some(missing) = self.missing_party(source, target).await {
+            return missing;
+        }
         let activity = self.inner.store.activity();
         let key = body.idempotency_key.clone().filter(|k| !k.is_empty());
         if let Some(key) = &key {
@@ -315,6 +318,9 @@ impl Proxy {
         let Ok(target) = body.target_id.parse::<WorkspaceId>() else {
             return Reply::error(400, "target_id must be a valid UUID");
         };
+        if let Some(missing) = self.missing_party(source, target).await {
+            return missing;
+        }
         let row = NewActivity {
             summary: Some(format!("Delegating to {target}")),
             request_body: Some(json!({ "task": body.task, "delegation_id": body.delegation_id })),
@@ -351,8 +357,26 @@ impl Proxy {
             return Reply::error(400, "status must be 'completed' or 'failed'");
         }
         let error = body.error.clone().filter(|e| !e.is_empty());
-        self.set_request_status(source, id, &body.status, error.as_deref())
-            .await;
+        let change = DelegationChange {
+            status: body.status.clone(),
+            summary: None,
+            response_body: None,
+            error_detail: error.clone(),
+        };
+        match self
+            .inner
+            .store
+            .activity()
+            .update_delegation(source, id, REQUEST, &change)
+            .await
+        {
+            Ok(0) => return Reply::error(404, "delegation not found"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "delegation update failed");
+                return Reply::error(500, "failed to update delegation");
+            }
+        }
         let target = self.target_of(source, id).await;
         let preview_text = body.response_preview.clone().unwrap_or_default();
         if body.status == "completed" {
@@ -384,6 +408,26 @@ impl Proxy {
                 .await;
         }
         Reply::json(200, json!({ "status": body.status, "delegation_id": id }))
+    }
+
+    /// The 404 answer when the source or the target of a delegation is not a live workspace
+    /// (a removed one included), so that nothing is recorded or sent; `None` when both are.
+    async fn missing_party(&self, source: WorkspaceId, target: WorkspaceId) -> Option<Reply> {
+        let workspaces = self.inner.store.workspaces();
+        for (id, message) in [
+            (source, "workspace not found"),
+            (target, "target workspace not found"),
+        ] {
+            match workspaces.get(id).await {
+                Ok(Some(ws)) if !ws.status.is_removed() => {}
+                Ok(_) => return Some(Reply::error(404, message)),
+                Err(e) => {
+                    tracing::error!(error = %e, "delegation: cannot read a workspace");
+                    return Some(Reply::error(500, "query failed"));
+                }
+            }
+        }
+        None
     }
 
     async fn target_of(&self, source: WorkspaceId, id: &str) -> Option<WorkspaceId> {

@@ -84,7 +84,8 @@ impl Proxy {
         }
         let limits = Limits {
             idle: inner.settings.idle_timeout,
-            deadline: deadline.map(|d| Instant::now() + d),
+            // A deadline beyond what an `Instant` can hold is no deadline (never a panic).
+            deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
         };
         let body = serde_json::to_vec(&normalized.body).unwrap_or_default();
         let events = inner.platform.watch(ws.id);

@@ -33,7 +33,8 @@ pub struct Normalized {
     pub message_id: Option<String>,
     /// `params.message.metadata.delegation_id` when it is a string.
     pub delegation_id: Option<String>,
-    /// `params.expires_in_seconds` when it is an integer greater than zero (the queue TTL).
+    /// `params.expires_in_seconds` when it is an integer greater than zero (the queue TTL), at
+    /// most [`MAX_EXPIRES_IN_SECONDS`].
     pub expires_in_seconds: Option<i64>,
 }
 
@@ -49,14 +50,20 @@ pub enum NormalizeError {
     /// `params.message` has neither `parts` nor `content`.
     #[error("params.message must contain either 'parts' (v0.3) or 'content' (v0.2 compat)")]
     MissingPartsAndContent,
+    /// `params.expires_in_seconds` is an integer above [`MAX_EXPIRES_IN_SECONDS`].
+    #[error("params.expires_in_seconds must be at most 31536000 (365 days)")]
+    ExpiryTooFar,
 }
+
+/// The longest queue TTL a message may ask for: 365 days.
+pub const MAX_EXPIRES_IN_SECONDS: i64 = 365 * 24 * 60 * 60;
 
 impl NormalizeError {
     /// The exact JSON body of the 400 answer: `{"error": …}`, plus a `"hint"` for the
     /// message-shape errors.
     pub fn body(&self) -> Value {
         match self {
-            Self::InvalidJson => json!({ "error": self.to_string() }),
+            Self::InvalidJson | Self::ExpiryTooFar => json!({ "error": self.to_string() }),
             Self::InvalidContentType => json!({
                 "error": self.to_string(),
                 "hint": "content must be a string (v0.2 compat) or omitted in favour of parts (v0.3)",
@@ -108,10 +115,7 @@ pub fn normalize(raw: &[u8]) -> Result<Normalized, NormalizeError> {
         .and_then(|m| m.get("delegation_id"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let expires_in_seconds = params
-        .and_then(|p| p.get("expires_in_seconds"))
-        .and_then(Value::as_i64)
-        .filter(|&seconds| seconds > 0);
+    let expires_in_seconds = expiry(params.and_then(|p| p.get("expires_in_seconds")))?;
 
     Ok(Normalized {
         body: Value::Object(object),
@@ -120,6 +124,20 @@ pub fn normalize(raw: &[u8]) -> Result<Normalized, NormalizeError> {
         delegation_id,
         expires_in_seconds,
     })
+}
+
+/// The queue TTL of `params.expires_in_seconds`: an integer greater than zero; zero, negative
+/// and non-integer values mean no TTL (spec §1.3); an integer above the limit is refused.
+fn expiry(value: Option<&Value>) -> Result<Option<i64>, NormalizeError> {
+    let Some(Value::Number(n)) = value else {
+        return Ok(None);
+    };
+    match (n.as_i64(), n.as_u64()) {
+        (Some(s), _) if s <= 0 => Ok(None),
+        (Some(s), _) if s <= MAX_EXPIRES_IN_SECONDS => Ok(Some(s)),
+        (Some(_), _) | (None, Some(_)) => Err(NormalizeError::ExpiryTooFar),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Step 3 on the `params.message` object.

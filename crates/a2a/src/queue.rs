@@ -46,6 +46,9 @@ pub struct SweepReport {
     pub delivered: usize,
 }
 
+/// The largest `max_age_minutes` of a drop-stale request: ten years.
+pub const MAX_AGE_MINUTES: u64 = 10 * 365 * 24 * 60;
+
 impl Proxy {
     /// Queues a message for `ws` and answers 202 (503 if it cannot be queued). With
     /// `drain_now` a drain starts at once (messages were only waiting their turn).
@@ -62,7 +65,7 @@ impl Proxy {
         }
         let expires_at = normalized
             .expires_in_seconds
-            .map(|s| OffsetDateTime::now_utc() + Duration::from_secs(s.unsigned_abs()));
+            .and_then(|s| OffsetDateTime::now_utc().checked_add(time::Duration::seconds(s)));
         let item = NewQueueItem {
             workspace_id: ws.id,
             caller_id: caller.workspace(),
@@ -302,7 +305,8 @@ impl Proxy {
         Reply::json(200, body)
     }
 
-    /// `POST /admin/a2a-queue/drop-stale`: drops queued messages older than the age.
+    /// `POST /admin/a2a-queue/drop-stale`: drops queued messages older than the age (at most
+    /// [`MAX_AGE_MINUTES`]).
     pub async fn drop_stale(
         &self,
         max_age_minutes: Option<&str>,
@@ -311,7 +315,10 @@ impl Proxy {
         let minutes = match max_age_minutes.map(str::trim).filter(|s| !s.is_empty()) {
             None => 60,
             Some(s) => match s.parse::<u64>() {
-                Ok(n) if n >= 1 => n,
+                Ok(n) if (1..=MAX_AGE_MINUTES).contains(&n) => n,
+                Ok(n) if n > MAX_AGE_MINUTES => {
+                    return Reply::error(400, "max_age_minutes must be at most 5256000 (10 years)");
+                }
                 _ => return Reply::error(400, "max_age_minutes must be a positive integer"),
             },
         };

@@ -178,6 +178,16 @@ async fn a_message_reaches_the_agent_and_its_answer_comes_back(db: TestStore) {
         }
     }
     assert!(seen.iter().any(|e| e == "A2A_RESPONSE"), "{seen:?}");
+    // A deadline beyond what a clock can hold is no deadline, never a panic.
+    let resp = s
+        .http
+        .post(format!("{}/workspaces/{target}/a2a", s.base))
+        .header("X-Timeout", "18446744073709551615")
+        .body(message("t-1", "far"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }
 
 async fn each_pipeline_step_fails_with_its_own_status(db: TestStore) {
@@ -786,7 +796,169 @@ async fn drop_stale_validates_and_drops_only_old_queued_rows(db: TestStore) {
     assert_eq!(reply, json!({"dropped": 0}));
 }
 
+/// A strict-mode server with a backend.
+async fn strict(db: TestStore) -> TestServer {
+    TestServer::start(
+        db,
+        Options {
+            backend: true,
+            dev: false,
+        },
+    )
+    .await
+}
+
+/// A workspace the fake backend started, online at `url`, with the token it was given.
+async fn started_online(s: &TestServer, name: &str, url: &str) -> (WorkspaceId, String) {
+    let id = s.create(json!({ "name": name })).await;
+    s.backend().wait_for(|b| b.started(id) == 1).await;
+    let token = s
+        .backend()
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.workspace_id == id)
+        .and_then(|r| r.auth_token.clone())
+        .unwrap()
+        .expose()
+        .to_owned();
+    online_at(s, id, url).await;
+    (id, token)
+}
+
+/// Numbers a client sends never overflow the server's arithmetic: out-of-range values are a
+/// 400 with a clear message and nothing is queued (issue 11: `expires_in_seconds = i64::MAX`
+/// to a busy target used to panic in the queue).
+async fn out_of_range_numbers_are_refused_not_a_panic(db: TestStore) {
+    let s = strict(db).await;
+    let (target, token) = started_online(&s, "busy", "http://93.184.216.34:1").await;
+    heartbeat(&s, target, &token, 1).await;
+    let with_ttl = |id: &str, ttl: &str| {
+        format!(
+            r#"{{"method":"message/send","params":{{"expires_in_seconds":{ttl},"message":{{"role":"user","messageId":"{id}","parts":[{{"kind":"text","text":"x"}}]}}}}}}"#
+        )
+    };
+    for ttl in ["9223372036854775807", "18446744073709551615", "31536001"] {
+        let reply = a2a(&s, target, None, Some(ADMIN), &with_ttl(ttl, ttl)).await;
+        assert_eq!(
+            (reply.status, reply.body["error"].as_str()),
+            (
+                400,
+                Some("params.expires_in_seconds must be at most 31536000 (365 days)")
+            ),
+            "{ttl}"
+        );
+    }
+    assert_eq!(s.state.store.queue().depth(target).await.unwrap(), 0);
+    // In range, zero, negative or not an integer: queued (no TTL for the last three).
+    for (n, ttl) in ["31536000", "0", "-9223372036854775808", "1e308"]
+        .iter()
+        .enumerate()
+    {
+        let reply = a2a(
+            &s,
+            target,
+            None,
+            Some(ADMIN),
+            &with_ttl(&format!("m{n}"), ttl),
+        )
+        .await;
+        assert_eq!(reply.status, 202, "{ttl}: {}", reply.body);
+        let queued = s
+            .state
+            .store
+            .queue()
+            .get(reply.body["queue_id"].as_str().unwrap().parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(queued.expires_at.is_some(), n == 0, "{ttl}");
+    }
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/admin/a2a-queue/drop-stale?max_age_minutes=18446744073709551615",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (
+            400,
+            Some("max_age_minutes must be at most 5256000 (10 years)")
+        )
+    );
+}
+
+/// The delegation routes answer 404 for a workspace or delegation that does not exist, and
+/// record or send nothing (issue 11).
+async fn delegation_routes_refuse_missing_rows(db: TestStore) {
+    let s = strict(db).await;
+    let (source, _) = started_online(&s, "lead", "http://93.184.216.34:1").await;
+    let unknown = WorkspaceId::new();
+    let task =
+        |target: WorkspaceId| json!({"target_id": target, "task": "t", "delegation_id": "d-1"});
+    let cases = [
+        (
+            format!("/workspaces/{unknown}/delegate"),
+            task(source),
+            "workspace not found",
+        ),
+        (
+            format!("/workspaces/{source}/delegate"),
+            task(unknown),
+            "target workspace not found",
+        ),
+        (
+            format!("/workspaces/{unknown}/delegations/record"),
+            task(source),
+            "workspace not found",
+        ),
+        (
+            format!("/workspaces/{source}/delegations/record"),
+            task(unknown),
+            "target workspace not found",
+        ),
+        (
+            format!("/workspaces/{source}/delegations/nope/update"),
+            json!({"status": "completed", "response_preview": "x"}),
+            "delegation not found",
+        ),
+        (
+            format!("/workspaces/{unknown}/delegations/nope/update"),
+            json!({"status": "failed"}),
+            "delegation not found",
+        ),
+    ];
+    let mut events = s.state.events.subscribe();
+    for (path, body, error) in cases {
+        let (status, reply) = s.call("POST", &path, Some(ADMIN), Some(body)).await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (404, Some(error)),
+            "{path}"
+        );
+    }
+    for ws in [source, unknown] {
+        let rows = s
+            .state
+            .store
+            .activity()
+            .list(ws, &Default::default())
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "nothing recorded for {ws}: {rows:?}");
+    }
+    while let Ok(e) = events.try_recv() {
+        assert!(!e.event.starts_with("DELEGATION"), "{}", e.event);
+    }
+}
+
 molecule_store::on_both_backends!(
+    out_of_range_numbers_are_refused_not_a_panic,
+    delegation_routes_refuse_missing_rows,
     a_message_reaches_the_agent_and_its_answer_comes_back,
     each_pipeline_step_fails_with_its_own_status,
     a_busy_target_gets_its_messages_once_when_it_frees_up,

@@ -40,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env: BTreeMap::new(),
         auth_token: Some(SecretValue::new("example-token")),
         platform_inbound_secret: None,
+        bootstrap_token: None,
     };
     let started = backend.start(&request).await?;
     println!("started workspace {id}: agent at {:?}", started.agent_url);

@@ -84,6 +84,10 @@ pub struct ProvisionRequest {
     pub auth_token: Option<SecretValue>,
     /// The bearer the platform presents when calling the agent.
     pub platform_inbound_secret: Option<SecretValue>,
+    /// A one-time token the agent's first registration exchanges for its auth token, for
+    /// backends that cannot deliver `auth_token` privately (EC2 user-data is readable on the
+    /// box): valid once, until the provision timeout; only its hash is stored.
+    pub bootstrap_token: Option<SecretValue>,
 }
 
 /// What a successful start produced.
@@ -170,8 +174,9 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
 
     /// Whether [`Provisioner::start`] hands the request's auth token and inbound secret to the
     /// agent (Docker: files in `/configs`). When false (EC2: user-data is readable, so it holds
-    /// no secret), the caller issues no token before the start, and the agent receives both in
-    /// the answer to its first `POST /registry/register` (spec provisioner §1.6.4).
+    /// no lasting secret), the caller issues no auth token before the start but a one-time
+    /// [`ProvisionRequest::bootstrap_token`], and the agent receives both credentials in the
+    /// answer to its first `POST /registry/register`, which consumes the bootstrap token.
     fn delivers_credentials(&self) -> bool {
         true
     }

@@ -98,6 +98,7 @@ async fn docker_backend_conforms() {
         env: BTreeMap::from([("HEARTBEAT_SECONDS".to_owned(), SecretValue::new("60"))]),
         auth_token: Some(SecretValue::new("tok")),
         platform_inbound_secret: None,
+        bootstrap_token: None,
     };
     let image = std::process::Command::new("docker")
         .args(["image", "inspect", IMAGE])

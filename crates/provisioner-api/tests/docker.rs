@@ -47,6 +47,7 @@ fn request(id: WorkspaceId, tier: Tier) -> ProvisionRequest {
         env: BTreeMap::from([("HEARTBEAT_SECONDS".to_owned(), SecretValue::new("60"))]),
         auth_token: Some(SecretValue::new("tok-123")),
         platform_inbound_secret: Some(SecretValue::new("inbound-456")),
+        bootstrap_token: None,
     }
 }
 

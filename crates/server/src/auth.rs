@@ -288,6 +288,54 @@ pub async fn workspace_caller(
     }
 }
 
+/// How an agent's registry call (register, heartbeat, update-card) proved that it speaks for
+/// its workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCredential {
+    /// A live auth token of the workspace.
+    Token,
+    /// The workspace's unexpired one-time bootstrap token (register only); the registration
+    /// consumes it and answers the auth token.
+    Bootstrap(PlainToken),
+    /// Dev mode, and the workspace has no live token: nothing was needed.
+    Open,
+}
+
+/// The credential check of the registry routes (Decision 2: no tokenless registration
+/// outside dev mode). The bearer must be a live token of the workspace or, when
+/// `bootstrap` is allowed, its one-time bootstrap token. Dev mode keeps "own token if any": a
+/// workspace with no live token is let through (its first register issues one).
+pub async fn agent_credential(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: WorkspaceId,
+    bootstrap: bool,
+) -> Result<AgentCredential, ApiError> {
+    let tokens = state.store.tokens();
+    let failed = |e: molecule_store::StoreError| ApiError::internal("auth check failed", &e);
+    if let Some(b) = bearer(headers) {
+        let presented = PlainToken::new(b);
+        if tokens.validate(id, &presented).await.map_err(failed)? {
+            return Ok(AgentCredential::Token);
+        }
+        if bootstrap
+            && tokens
+                .bootstrap_valid(id, &presented)
+                .await
+                .map_err(failed)?
+        {
+            return Ok(AgentCredential::Bootstrap(presented));
+        }
+    }
+    if state.security.dev_mode() && tokens.count_live(id).await.map_err(failed)? == 0 {
+        return Ok(AgentCredential::Open);
+    }
+    Err(match bearer(headers) {
+        None => ApiError::unauthorized("missing workspace auth token"),
+        Some(_) => ApiError::unauthorized("invalid workspace auth token"),
+    })
+}
+
 /// "Own token if any": if the workspace has live tokens, the bearer must be one of them;
 /// a workspace with none is let through (its first register issues one).
 pub async fn own_token_if_any(

@@ -93,6 +93,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("listening on http://{local}");
     app::spawn_background(&state);
+    state
+        .lifecycle
+        .set_provision_timeout(std::time::Duration::from_secs(
+            config.provision_timeout_seconds,
+        ));
     lifecycle::sweeps::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();
     let result = shutdown::serve(

@@ -107,7 +107,10 @@ async fn discover_peers_and_check_access(db: TestStore) {
         None,
     )
     .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        status, 401,
+        "no credential can be bound to an unknown workspace"
+    );
 
     // Discovery: a1 may discover its grandparent but not its cousin's... b is a1's uncle,
     // which the rules deny (different subtrees, not an ancestor).

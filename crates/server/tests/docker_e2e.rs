@@ -38,6 +38,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 on_both_backends!(a_workspace_lives_in_a_real_container);
 
+on_both_backends!(a_failed_docker_workspace_cannot_be_taken_over);
+
 #[tokio::test]
 async fn a_killed_container_comes_back_online() {
     killed_container_comes_back(TestStore::sqlite().await).await;
@@ -243,6 +245,51 @@ async fn docker() -> Arc<DockerProvisioner> {
 // ---------------------------------------------------------------------------------------
 // Tests
 
+/// Provisioning that fails before the agent's token reaches its config volume leaves a
+/// workspace nobody may register without a credential (the attack of issue 11: an
+/// unauthenticated register of such a workspace used to hand out its token and secrets).
+async fn a_failed_docker_workspace_cannot_be_taken_over(db: TestStore) {
+    let _serial = SERIAL.lock().await;
+    let cleanup = Cleanup::default();
+    // A global secret sealed with another key (a database moved without its key): every
+    // provision fails at the secrets, before any token is issued or written.
+    (*db)
+        .clone()
+        .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()))
+        .secrets()
+        .set_global("OPENAI_API_KEY", "sealed-with-another-key")
+        .await
+        .unwrap();
+    let s = server(db, docker().await).await;
+    let id = s
+        .create(json!({"name": "doomed", "runtime": "langgraph"}))
+        .await;
+    cleanup.add(id);
+    let ws = wait_row(&s, id, "failed", |w| w.status == WorkspaceStatus::Failed).await;
+    assert!(container(id).is_none(), "nothing was started");
+    assert_eq!(s.state.store.tokens().count_live(id).await.unwrap(), 0);
+
+    let takeover =
+        json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": {"name": "x"}});
+    for bearer in [None, Some("x".repeat(43))] {
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/registry/register",
+                bearer.as_deref(),
+                Some(takeover.clone()),
+            )
+            .await;
+        assert_eq!(status, 401, "{bearer:?}: {reply}");
+        assert!(reply.get("auth_token").is_none(), "{reply}");
+        assert!(reply.get("platform_inbound_secret").is_none(), "{reply}");
+    }
+    let after = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+    assert_eq!(after.status, WorkspaceStatus::Failed);
+    assert_eq!((after.url, after.agent_card), (ws.url, ws.agent_card));
+    assert_eq!(s.state.store.tokens().count_live(id).await.unwrap(), 0);
+}
+
 async fn a_workspace_lives_in_a_real_container(db: TestStore) {
     let _serial = SERIAL.lock().await;
     let cleanup = Cleanup::default();
@@ -418,6 +465,7 @@ fn request(id: WorkspaceId) -> ProvisionRequest {
         env: Default::default(),
         auth_token: Some(SecretValue::new("tok")),
         platform_inbound_secret: None,
+        bootstrap_token: None,
     }
 }
 

@@ -79,22 +79,60 @@ async fn wait_row(
     }
 }
 
-/// The agent's first register (no token: it has none yet) returns its token.
-async fn register(s: &TestServer, id: WorkspaceId) -> String {
+/// The agent's first register, as the box does it: it presents the one-time bootstrap token
+/// of the instance's user-data and receives its auth token. Anything else is refused, and the
+/// bootstrap token works once.
+async fn register(s: &TestServer, ec2: &Ec2Provisioner, id: WorkspaceId, instance: &str) -> String {
+    let script = ec2.user_data(instance).await.unwrap().unwrap();
+    let doc = BootstrapDocument::parse(&script).unwrap();
+    let bootstrap = doc
+        .bootstrap_token
+        .expect("a bootstrap token in the user-data");
+    assert!(
+        script.contains(&format!("printf '%s' '{bootstrap}' > /configs/.auth_token")),
+        "the runtime finds it where it reads its token"
+    );
+    let body = json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": {"name": "ec2"}});
+    for bearer in [None, Some(ADMIN.to_owned()), Some("x".repeat(43))] {
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/registry/register",
+                bearer.as_deref(),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, 401, "{bearer:?}: {reply}");
+    }
+    // A heartbeat cannot use the bootstrap token.
+    let (status, _) = s
+        .call(
+            "POST",
+            "/registry/heartbeat",
+            Some(&bootstrap),
+            Some(json!({"workspace_id": id})),
+        )
+        .await;
+    assert_eq!(status, 401);
     let (status, reply) = s
         .call(
             "POST",
             "/registry/register",
-            None,
-            Some(json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": {"name": "ec2"}})),
+            Some(&bootstrap),
+            Some(body.clone()),
         )
         .await;
     assert_eq!(status, 200, "{reply}");
     assert!(reply["platform_inbound_secret"].is_string(), "{reply}");
-    reply["auth_token"]
+    let token = reply["auth_token"]
         .as_str()
         .expect("the first register hands out the token")
-        .to_owned()
+        .to_owned();
+    let (status, reply) = s
+        .call("POST", "/registry/register", Some(&bootstrap), Some(body))
+        .await;
+    assert_eq!(status, 401, "the bootstrap token is spent: {reply}");
+    token
 }
 
 async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
@@ -136,8 +174,9 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     // No token was issued for an EC2 start: the agent gets one when it registers.
     assert_eq!(s.state.store.tokens().count_live(id).await.unwrap(), 0);
 
-    // The agent registers and reads its secrets with its token; the workspace is online.
-    let token = register(&s, id).await;
+    // The agent registers with its bootstrap token and reads its secrets with the token it
+    // receives; the workspace is online.
+    let token = register(&s, &ec2, id, &first).await;
     assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
     let (status, values) = s
         .call(
@@ -194,7 +233,7 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
         w.status == WorkspaceStatus::Provisioning
     })
     .await;
-    register(&s, id).await;
+    register(&s, &ec2, id, &second).await;
     assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
 
     // An instance of a workspace this server does not know is an orphan: terminated.
@@ -215,6 +254,7 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
             env: Default::default(),
             auth_token: None,
             platform_inbound_secret: None,
+            bootstrap_token: None,
         })
         .await
         .unwrap()

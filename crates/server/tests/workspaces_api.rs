@@ -17,7 +17,7 @@ on_both_backends!(
     create_validates_everything_before_writing,
     create_without_backend_fails_with_a_clear_reason,
     external_workspaces_wait_for_their_agent,
-    register_never_creates_and_requires_its_token_afterwards,
+    register_never_creates_and_always_needs_a_credential,
     heartbeats_drive_the_status,
     missed_heartbeats_go_offline_and_restart,
     unknown_running_check_changes_nothing,
@@ -299,9 +299,29 @@ async fn external_workspaces_wait_for_their_agent(db: TestStore) {
         .await;
     assert_eq!(status, 201);
     assert_eq!(reply["status"], "online");
+    // It has its credential from the start: nobody else can register in its place.
+    let id: WorkspaceId = reply["id"].as_str().unwrap().parse().unwrap();
+    let token = reply["connection"]["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 43);
+    let takeover =
+        json!({"id": id, "url": "http://93.184.216.34:9", "agent_card": {"name": "evil"}});
+    let (status, reply) = s
+        .call("POST", "/registry/register", None, Some(takeover.clone()))
+        .await;
+    assert_eq!(status, 401, "{reply}");
+    assert!(reply.get("auth_token").is_none());
+    let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+    assert_eq!(ws.url.as_deref(), Some("https://agent.example"), "URL kept");
+    let (status, reply) = s
+        .call("POST", "/registry/register", Some(&token), Some(takeover))
+        .await;
+    assert_eq!(status, 200, "{reply}");
 }
 
-async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore) {
+async fn register_never_creates_and_always_needs_a_credential(db: TestStore) {
     let s = server(db).await;
     let unknown = WorkspaceId::new();
     let card = json!({"name": "x"});
@@ -333,7 +353,9 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
         assert_eq!(status, 400);
     }
 
-    // A workspace with no token registers once without one and gets its first token.
+    // A workspace with no token (its provisioning failed before one was issued, or an older
+    // database) cannot be taken over: without a credential bound to it, registration is 401
+    // and nothing changes (Decision 2).
     let id = s
         .state
         .store
@@ -342,11 +364,48 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
         .await
         .unwrap()
         .id;
+    for bearer in [None, Some(ADMIN), Some("not-a-token")] {
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/registry/register",
+                bearer,
+                Some(json!({"id": id, "url": "http://93.184.216.34:1", "agent_card": card})),
+            )
+            .await;
+        assert_eq!(status, 401, "{bearer:?}: {reply}");
+        assert!(reply.get("auth_token").is_none());
+    }
+    for path in ["/registry/heartbeat", "/registry/update-card"] {
+        let (status, _) = s
+            .call(
+                "POST",
+                path,
+                None,
+                Some(json!({"workspace_id": id, "agent_card": card})),
+            )
+            .await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+    assert_eq!((ws.url, ws.agent_card), (None, None), "nothing was written");
+    assert_eq!(s.state.store.tokens().count_live(id).await.unwrap(), 0);
+    // The operator mints a token for it; the agent registers with that.
+    let (status, reply) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{id}/tokens"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let token = reply["auth_token"].as_str().unwrap().to_owned();
     let (status, reply) = s
         .call(
             "POST",
             "/registry/register",
-            None,
+            Some(&token),
             Some(json!({"id": id, "url": "ftp://a", "agent_card": card})),
         )
         .await;
@@ -359,7 +418,7 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
         .call(
             "POST",
             "/registry/register",
-            None,
+            Some(&token),
             Some(json!({"id": id, "agent_card": card})),
         )
         .await;
@@ -384,7 +443,7 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
             .call(
                 "POST",
                 "/registry/register",
-                None,
+                Some(&token),
                 Some(json!({"id": id, "url": url, "agent_card": card})),
             )
             .await;
@@ -398,12 +457,12 @@ async fn register_never_creates_and_requires_its_token_afterwards(db: TestStore)
         .call(
             "POST",
             "/registry/register",
-            None,
+            Some(&token),
             Some(json!({"id": id, "url": "http://93.184.216.34:1", "agent_card": card})),
         )
         .await;
     assert_eq!(status, 200, "{reply}");
-    let token = reply["auth_token"].as_str().unwrap().to_owned();
+    assert!(reply.get("auth_token").is_none(), "it has its token");
     // Afterwards the token is required, and only this workspace's.
     let (status, reply) = s
         .call(

@@ -220,7 +220,8 @@ impl<'a> WorkspaceTokens<'a> {
         Ok(done > 0)
     }
 
-    /// Revokes every live token of a workspace; returns how many.
+    /// Revokes every live token of a workspace, and its bootstrap token; returns how many
+    /// auth tokens were revoked.
     pub async fn revoke_all(&self, workspace_id: WorkspaceId) -> Result<u64, StoreError> {
         let sql = Sql::same(
             "UPDATE workspace_auth_tokens SET revoked_at = $2 \
@@ -231,7 +232,71 @@ impl<'a> WorkspaceTokens<'a> {
             DbUuid::from(workspace_id), DbTime::now();
             execute
         )?;
+        let sql = Sql::same("DELETE FROM workspace_bootstrap_tokens WHERE workspace_id = $1");
+        db_query!(self.db.exec(), query, sql, DbUuid::from(workspace_id); execute)?;
         Ok(done)
+    }
+
+    /// Issues the one-time bootstrap token of a workspace, valid until `expires_at`,
+    /// replacing any earlier one. Only its hash is stored.
+    pub async fn issue_bootstrap(
+        &self,
+        workspace_id: WorkspaceId,
+        expires_at: OffsetDateTime,
+    ) -> Result<PlainToken, StoreError> {
+        let token = PlainToken(random_token()?);
+        let sql = Sql::same(
+            "INSERT INTO workspace_bootstrap_tokens \
+             (workspace_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (workspace_id) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
+        );
+        db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(workspace_id),
+            token.hash(),
+            DbTime::now(),
+            DbTime::at(expires_at);
+            execute
+        )?;
+        Ok(token)
+    }
+
+    /// Whether `token` is the unexpired bootstrap token of this workspace (not consumed).
+    pub async fn bootstrap_valid(
+        &self,
+        workspace_id: WorkspaceId,
+        token: &PlainToken,
+    ) -> Result<bool, StoreError> {
+        let sql = Sql::same(
+            "SELECT COUNT(*) FROM workspace_bootstrap_tokens \
+             WHERE workspace_id = $1 AND token_hash = $2 AND expires_at > $3",
+        );
+        let n = db_query!(
+            self.db.exec(), query_scalar::<i64>, sql,
+            DbUuid::from(workspace_id), token.hash(), DbTime::now();
+            fetch_one
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Consumes the bootstrap token of this workspace if `token` is it and it has not
+    /// expired: `true` exactly once, for one caller, however many race.
+    pub async fn consume_bootstrap(
+        &self,
+        workspace_id: WorkspaceId,
+        token: &PlainToken,
+    ) -> Result<bool, StoreError> {
+        let sql = Sql::same(
+            "DELETE FROM workspace_bootstrap_tokens \
+             WHERE workspace_id = $1 AND token_hash = $2 AND expires_at > $3",
+        );
+        let done = db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(workspace_id), token.hash(), DbTime::now();
+            execute
+        )?;
+        Ok(done > 0)
     }
 }
 

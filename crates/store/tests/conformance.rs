@@ -20,6 +20,7 @@ on_both_backends!(
     concurrent_transitions_serialise,
     tokens_issue_validate_list_revoke,
     tokens_of_removed_workspaces_are_dead,
+    bootstrap_tokens_are_single_use_bound_and_expire,
     migrations_are_idempotent_on_reopen,
     descendants_come_parents_first_and_removal_is_one_step,
     purge_deletes_rows_and_detaches_references,
@@ -477,6 +478,50 @@ async fn tokens_of_removed_workspaces_are_dead(s: TestStore) {
         .unwrap();
     assert!(!s.tokens().validate(a.id, &issued.token).await.unwrap());
     assert_eq!(s.tokens().workspace_of(&issued.token).await.unwrap(), None);
+}
+
+async fn bootstrap_tokens_are_single_use_bound_and_expire(s: TestStore) {
+    let a = s
+        .workspaces()
+        .create(NewWorkspace::named("a"))
+        .await
+        .unwrap();
+    let b = s
+        .workspaces()
+        .create(NewWorkspace::named("b"))
+        .await
+        .unwrap();
+    let t = s.tokens();
+    let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+    let first = t.issue_bootstrap(a.id, later).await.unwrap();
+    assert_eq!(first.expose().len(), 43);
+    // A new bootstrap replaces the old one.
+    let boot = t.issue_bootstrap(a.id, later).await.unwrap();
+    assert!(!t.bootstrap_valid(a.id, &first).await.unwrap());
+    assert!(t.bootstrap_valid(a.id, &boot).await.unwrap());
+    assert!(!t.bootstrap_valid(b.id, &boot).await.unwrap(), "bound to a");
+    assert!(!t.consume_bootstrap(b.id, &boot).await.unwrap());
+    assert_eq!(t.count_live(a.id).await.unwrap(), 0, "never an auth token");
+    assert!(
+        !t.validate(a.id, &boot).await.unwrap(),
+        "a bootstrap token is not an auth token"
+    );
+    // Consumed once, for one caller.
+    let (x, y) = tokio::join!(
+        t.consume_bootstrap(a.id, &boot),
+        t.consume_bootstrap(a.id, &boot)
+    );
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one consumer");
+    assert!(!t.bootstrap_valid(a.id, &boot).await.unwrap());
+    // Expired: neither valid nor consumable.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let old = t.issue_bootstrap(b.id, past).await.unwrap();
+    assert!(!t.bootstrap_valid(b.id, &old).await.unwrap());
+    assert!(!t.consume_bootstrap(b.id, &old).await.unwrap());
+    // Revoking a workspace's tokens drops its bootstrap token too.
+    let again = t.issue_bootstrap(b.id, later).await.unwrap();
+    t.revoke_all(b.id).await.unwrap();
+    assert!(!t.bootstrap_valid(b.id, &again).await.unwrap());
 }
 
 async fn migrations_are_idempotent_on_reopen(s: TestStore) {

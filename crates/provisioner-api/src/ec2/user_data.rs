@@ -1,11 +1,14 @@
 //! The instance user-data: a cloud-init shell script carrying a JSON bootstrap document.
 //!
 //! User-data is readable through the instance metadata service and `DescribeInstanceAttribute`,
-//! so it carries **no secret**: no auth token, no inbound secret, no secret env value. The
-//! lifecycle service issues no token before an EC2 start ([`crate::Provisioner::delivers_credentials`]
-//! is false), so the agent's first `POST /registry/register` receives its auth token and the
-//! platform inbound secret (spec provisioner §1.6.4); with that token it reads its secret env
-//! values from `GET /workspaces/:id/secrets/values`. The document lists only their names.
+//! so it carries no lasting secret: no auth token, no inbound secret, no secret env value. The
+//! lifecycle service issues no auth token before an EC2 start
+//! ([`crate::Provisioner::delivers_credentials`] is false) but a one-time *bootstrap token*
+//! (valid for the first registration only, until the provision timeout): the agent presents it
+//! as its bearer on its first `POST /registry/register`, which consumes it and answers the auth
+//! token and the platform inbound secret; with that token it reads its secret env values from
+//! `GET /workspaces/:id/secrets/values`. The document lists only their names. The script
+//! writes the document readable by root only.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +59,9 @@ pub struct BootstrapDocument {
     pub secrets_url: String,
     /// The port the agent listens on.
     pub agent_port: u16,
+    /// The one-time token the first registration presents as its bearer (consumed by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_token: Option<String>,
 }
 
 impl BootstrapDocument {
@@ -105,6 +111,10 @@ impl BootstrapDocument {
             register_url: format!("{platform}/registry/register"),
             secrets_url: format!("{platform}/workspaces/{id}/secrets/values"),
             agent_port: AGENT_PORT,
+            bootstrap_token: request
+                .bootstrap_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
         }
     }
 
@@ -124,12 +134,21 @@ impl BootstrapDocument {
             .map(container_name)
             .unwrap_or_else(|_| "ws-agent".to_owned());
         let image = shell_quote(&self.image);
+        // The runtime presents `/configs/.auth_token` as its bearer and saves the token its
+        // register answers there: the bootstrap token is exchanged without agent changes.
+        let bootstrap = self
+            .bootstrap_token
+            .as_deref()
+            .map(|t| format!("printf '%s' {} > /configs/.auth_token\n", shell_quote(t)))
+            .unwrap_or_default();
         let port = self.agent_port;
         format!(
             "#!/bin/bash\n\
-             # molecule-rs workspace bootstrap. No secrets here: the agent gets its token from\n\
-             # its first register and its secret env from the platform with that token.\n\
+             # molecule-rs workspace bootstrap. No lasting secret here: the agent exchanges the\n\
+             # one-time bootstrap token for its token at its first register, and reads its\n\
+             # secret env from the platform with that token.\n\
              set -euo pipefail\n\
+             umask 077\n\
              mkdir -p /configs /etc/molecule\n\
              cat > {DOC_PATH} <<'{DOC_DELIMITER}'\n\
              {json}\n\
@@ -137,6 +156,7 @@ impl BootstrapDocument {
              cat > /etc/molecule/agent.env <<'{ENV_DELIMITER}'\n\
              {env_file}\
              {ENV_DELIMITER}\n\
+             {bootstrap}\
              if [ -x /usr/local/bin/molecule-bootstrap ]; then\n\
              \x20 exec /usr/local/bin/molecule-bootstrap {DOC_PATH}\n\
              fi\n\
@@ -193,6 +213,7 @@ mod tests {
             ]),
             auth_token: Some(SecretValue::new("tok-never-in-user-data")),
             platform_inbound_secret: Some(SecretValue::new("inbound-never")),
+            bootstrap_token: Some(SecretValue::new("one-time-bootstrap")),
         }
     }
 
@@ -219,6 +240,15 @@ mod tests {
         assert_eq!(parsed.env["MODEL"], "claude-x");
         assert_eq!(parsed.env["PYTHONPATH"], "/app");
         assert_eq!(parsed.secret_env_keys, vec!["OPENAI_API_KEY"]);
+        assert_eq!(
+            parsed.bootstrap_token.as_deref(),
+            Some("one-time-bootstrap")
+        );
+        assert!(
+            script.contains("umask 077\n"),
+            "the document is root's only"
+        );
+        assert!(script.contains("printf '%s' 'one-time-bootstrap' > /configs/.auth_token\n"));
         assert_eq!(
             parsed.secrets_url,
             format!(

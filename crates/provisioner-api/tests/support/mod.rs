@@ -70,6 +70,7 @@ pub fn request(id: WorkspaceId, tier: Tier, runtime: &str) -> ProvisionRequest {
         )]),
         auth_token: Some(SecretValue::new("tok-secret-456")),
         platform_inbound_secret: Some(SecretValue::new("inbound-secret-789")),
+        bootstrap_token: None,
     }
 }
 

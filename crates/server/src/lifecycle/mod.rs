@@ -42,7 +42,13 @@ struct Inner {
     restarts: Mutex<HashMap<WorkspaceId, restart::State>>,
     /// Workspaces whose backend start is under way.
     starting: Mutex<std::collections::HashSet<WorkspaceId>>,
+    /// How long a bootstrap token stays valid: the provision timeout, in seconds.
+    bootstrap_ttl_secs: std::sync::atomic::AtomicU64,
 }
+
+/// The bootstrap-token lifetime until [`Lifecycle::set_provision_timeout`] is called: the
+/// default provision timeout.
+const DEFAULT_BOOTSTRAP_TTL_SECS: u64 = 600;
 
 impl Lifecycle {
     /// A service over this store and bus, with `backend` (or none: every provision fails
@@ -62,8 +68,26 @@ impl Lifecycle {
                 locks: Mutex::new(HashMap::new()),
                 restarts: Mutex::new(HashMap::new()),
                 starting: Mutex::new(std::collections::HashSet::new()),
+                bootstrap_ttl_secs: std::sync::atomic::AtomicU64::new(DEFAULT_BOOTSTRAP_TTL_SECS),
             }),
         }
+    }
+
+    /// Sets the provision timeout, which bounds the life of a bootstrap token.
+    pub fn set_provision_timeout(&self, timeout: std::time::Duration) {
+        self.inner.bootstrap_ttl_secs.store(
+            timeout.as_secs().max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How long a bootstrap token issued now stays valid.
+    fn bootstrap_ttl(&self) -> time::Duration {
+        let secs = self
+            .inner
+            .bootstrap_ttl_secs
+            .load(std::sync::atomic::Ordering::Relaxed);
+        time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
     /// Whether a backend is configured.

@@ -139,8 +139,8 @@ impl Lifecycle {
     /// Builds the request from the whole row and the merged secrets, with a fresh auth token
     /// (all older ones are revoked) and a fresh platform inbound secret. When the backend does
     /// not deliver credentials (`issue_token` false: EC2, whose user-data is readable), the old
-    /// tokens are revoked and none is issued: the agent's first register receives its token
-    /// (spec provisioner §1.6.4).
+    /// tokens are revoked and only a one-time bootstrap token is issued (valid until the
+    /// provision timeout): the agent's first register presents it and receives its token.
     async fn request_for(
         &self,
         ws: &Workspace,
@@ -161,6 +161,20 @@ impl Lifecycle {
             Err(e) => {
                 tracing::error!(workspace = %ws.id, error = %e, "provision: cannot revoke old tokens");
                 None
+            }
+        };
+        let bootstrap_token = if issue_token {
+            None
+        } else {
+            let until = time::OffsetDateTime::now_utc()
+                .checked_add(self.bootstrap_ttl())
+                .unwrap_or(time::OffsetDateTime::now_utc());
+            match tokens.issue_bootstrap(ws.id, until).await {
+                Ok(t) => Some(SecretValue::new(t.expose())),
+                Err(e) => {
+                    tracing::error!(workspace = %ws.id, error = %e, "provision: cannot issue a bootstrap token");
+                    None
+                }
             }
         };
         let inbound = match molecule_store::random_token() {
@@ -191,6 +205,7 @@ impl Lifecycle {
             env,
             auth_token,
             platform_inbound_secret: inbound,
+            bootstrap_token,
         })
     }
 

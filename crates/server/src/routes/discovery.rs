@@ -54,7 +54,7 @@ pub(crate) async fn discover(
     let caller = caller_of(&headers)?;
     let target = body::workspace_id(&target)?;
     if !state.security.dev_mode() {
-        auth::own_token_if_any(&state, &headers, caller).await?;
+        auth::agent_credential(&state, &headers, caller, false).await?;
     }
     let workspaces = state.store.workspaces();
     let allowed = workspaces
@@ -103,7 +103,7 @@ pub(crate) async fn peers(
 ) -> ApiResult<Response> {
     let id = body::workspace_id(&id)?;
     if !state.security.dev_mode() {
-        auth::own_token_if_any(&state, &headers, id).await?;
+        auth::agent_credential(&state, &headers, id, false).await?;
     }
     let all = state
         .store

@@ -65,7 +65,7 @@ pub(crate) async fn ws(
                 .ok()
                 .and_then(|v| v.trim().parse().ok())
                 .ok_or_else(|| ApiError::bad_request("invalid workspace ID"))?;
-            auth::own_token_if_any(&state, &headers, id).await?;
+            auth::agent_credential(&state, &headers, id, false).await?;
             Audience::Workspace(WorkspaceFilter::new(id, state.store.clone()))
         }
     };

@@ -1,5 +1,6 @@
 //! The registry: agents register, heartbeat and update their cards (`a2a.md` §1.5–1.6).
-//! Registration never creates a workspace (Decision 2).
+//! Registration never creates a workspace, and outside dev mode needs a credential bound to
+//! the workspace (Decision 2).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -74,8 +75,18 @@ pub(crate) async fn register(
                 .map_err(|_| ApiError::bad_request("delivery_mode must be 'push' or 'poll'"))?,
         ),
     };
-    auth::own_token_if_any(&state, &headers, id).await?;
     let workspaces = state.store.workspaces();
+    // An id the server has never seen is 404 (Decision 2); every other registration needs a
+    // credential bound to the workspace: its token, or its one-time bootstrap token.
+    if workspaces
+        .get(id)
+        .await
+        .map_err(|e| ApiError::internal("registration failed", &e))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("workspace not found"));
+    }
+    let credential = auth::agent_credential(&state, &headers, id, true).await?;
     // An agent can register before the start that runs it has returned and stored the URL
     // the backend published: let that start finish first (bounded), then read the row.
     if state.lifecycle.publishing_url_of(id) && !state.lifecycle.settled(id, START_WAIT).await {
@@ -110,6 +121,18 @@ pub(crate) async fn register(
         }
     }
     let stored_url = if published_later { None } else { kept.or(url) };
+    // The bootstrap token is consumed only by a registration that is otherwise accepted, and
+    // by one registration only.
+    if let auth::AgentCredential::Bootstrap(token) = &credential
+        && !state
+            .store
+            .tokens()
+            .consume_bootstrap(id, token)
+            .await
+            .map_err(|e| ApiError::internal("registration failed", &e))?
+    {
+        return Err(ApiError::unauthorized("invalid workspace auth token"));
+    }
     workspaces
         .record_registration(id, stored_url.as_deref(), &card, mode)
         .await
@@ -141,14 +164,18 @@ pub(crate) async fn register(
     let mut reply = Map::new();
     reply.insert("status".into(), json!("registered"));
     reply.insert("delivery_mode".into(), json!(mode));
-    match state.store.tokens().count_live(id).await {
-        Ok(0) => match state.store.tokens().issue(id).await {
+    let needs_token = match credential {
+        auth::AgentCredential::Bootstrap(_) => Ok(true),
+        _ => state.store.tokens().count_live(id).await.map(|n| n == 0),
+    };
+    match needs_token {
+        Ok(true) => match state.store.tokens().issue(id).await {
             Ok(t) => {
                 reply.insert("auth_token".into(), json!(t.token.expose()));
             }
             Err(e) => tracing::error!(workspace = %id, error = %e, "cannot issue the first token"),
         },
-        Ok(_) => {}
+        Ok(false) => {}
         Err(e) => tracing::error!(workspace = %id, error = %e, "cannot count tokens"),
     }
     if let Some(secret) = inbound_secret(&state, id).await {
@@ -208,7 +235,7 @@ pub(crate) async fn heartbeat(
 ) -> ApiResult<Response> {
     let hb: HeartbeatBody = body::json(&body, "invalid request body")?;
     let id = parse_id(hb.workspace_id.as_deref())?;
-    auth::own_token_if_any(&state, &headers, id).await?;
+    auth::agent_credential(&state, &headers, id, false).await?;
     let record = Heartbeat {
         error_rate: hb.error_rate,
         sample_error: Some(hb.sample_error.clone()).filter(|s| !s.is_empty()),
@@ -331,7 +358,7 @@ pub(crate) async fn update_card(
         .agent_card
         .filter(|c| !c.is_null())
         .ok_or_else(|| ApiError::bad_request("invalid request body"))?;
-    auth::own_token_if_any(&state, &headers, id).await?;
+    auth::agent_credential(&state, &headers, id, false).await?;
     let found = state
         .store
         .workspaces()

@@ -307,6 +307,9 @@ pub(crate) async fn create(
     ))
 }
 
+/// An external workspace: `online` at once with a `url`, else `awaiting_agent`. Either way
+/// it gets its auth token now, shown only in this answer's `connection` (Decision 2: no
+/// tokenless registration; the agent registers with it).
 async fn create_external(
     state: &AppState,
     headers: &HeaderMap,
@@ -314,32 +317,21 @@ async fn create_external(
     url: Option<String>,
 ) -> ApiResult<Response> {
     let workspaces = state.store.workspaces();
-    if let Some(url) = url {
-        workspaces
-            .set_url(ws.id, Some(&url))
-            .await
-            .map_err(|e| ApiError::internal("failed to create workspace", &e))?;
-        workspaces
-            .transition(ws.id, WorkspaceStatus::Online, None)
-            .await
-            .map_err(|e| ApiError::internal("failed to create workspace", &e))?;
-        state
-            .events
-            .emit(
-                EventType::WorkspaceOnline,
-                Some(ws.id),
-                json!({ "name": ws.name, "external": true }),
-            )
-            .await;
-        return Ok(ok_json(
-            StatusCode::CREATED,
-            json!({ "id": ws.id, "external": true, "status": "online" }),
-        ));
-    }
+    let failed = |e: StoreError| ApiError::internal("failed to create workspace", &e);
+    let (status, event) = match &url {
+        Some(url) => {
+            workspaces.set_url(ws.id, Some(url)).await.map_err(failed)?;
+            (WorkspaceStatus::Online, EventType::WorkspaceOnline)
+        }
+        None => (
+            WorkspaceStatus::AwaitingAgent,
+            EventType::WorkspaceAwaitingAgent,
+        ),
+    };
     workspaces
-        .transition(ws.id, WorkspaceStatus::AwaitingAgent, None)
+        .transition(ws.id, status, None)
         .await
-        .map_err(|e| ApiError::internal("failed to create workspace", &e))?;
+        .map_err(failed)?;
     let token = match state.store.tokens().issue(ws.id).await {
         Ok(t) => t.token.expose().to_owned(),
         Err(e) => {
@@ -350,11 +342,24 @@ async fn create_external(
     state
         .events
         .emit(
-            EventType::WorkspaceAwaitingAgent,
+            event,
             Some(ws.id),
             json!({ "name": ws.name, "external": true }),
         )
         .await;
+    Ok(ok_json(
+        StatusCode::CREATED,
+        json!({
+            "id": ws.id,
+            "external": true,
+            "status": status,
+            "connection": connection(headers, &ws, &token),
+        }),
+    ))
+}
+
+/// The `connection` block of an external workspace's create answer.
+fn connection(headers: &HeaderMap, ws: &molecule_store::Workspace, token: &str) -> Value {
     let platform = public_url(headers);
     let id = ws.id;
     let curl = format!(
@@ -363,22 +368,14 @@ async fn create_external(
          \"agent_card\":{{\"name\":\"{name}\"}}}}'",
         name = ws.name
     );
-    Ok(ok_json(
-        StatusCode::CREATED,
-        json!({
-            "id": id,
-            "external": true,
-            "status": "awaiting_agent",
-            "connection": {
-                "workspace_id": id,
-                "platform_url": platform,
-                "auth_token": token,
-                "registry_endpoint": format!("{platform}/registry/register"),
-                "heartbeat_endpoint": format!("{platform}/registry/heartbeat"),
-                "curl_register_template": curl,
-            },
-        }),
-    ))
+    json!({
+        "workspace_id": id,
+        "platform_url": platform,
+        "auth_token": token,
+        "registry_endpoint": format!("{platform}/registry/register"),
+        "heartbeat_endpoint": format!("{platform}/registry/heartbeat"),
+        "curl_register_template": curl,
+    })
 }
 
 /// `GET /workspaces` (admin).

@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod http_server;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
@@ -95,9 +96,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app::spawn_background(&state);
     lifecycle::sweeps::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();
-    let result = shutdown::serve(
+    shutdown::serve(
         listener,
         app::router(state.clone()),
+        http_server::ServerSettings::from_config(&config),
         signals,
         DRAIN_DEADLINE,
         &supervisor,
@@ -107,5 +109,5 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.events.close_clients();
     replicas.stop().await;
     store.close().await;
-    result
+    Ok(())
 }

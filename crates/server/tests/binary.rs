@@ -33,6 +33,9 @@ fn command(cwd: &Path) -> Command {
         .env_remove("ADMIN_TOKEN")
         .env_remove("MOLECULE_ENV")
         .env_remove("SECRETS_ENCRYPTION_KEY")
+        .env_remove("MOLECULE_HEADER_READ_TIMEOUT_SECONDS")
+        .env_remove("MOLECULE_BODY_READ_TIMEOUT_SECONDS")
+        .env_remove("MOLECULE_MAX_CONNECTIONS")
         .env("RUST_LOG", "info")
         .env("MOLECULE_BACKEND", "none")
         .stdin(Stdio::null())
@@ -248,6 +251,12 @@ fn help_lists_every_setting() {
         "--log-format",
         "--secrets-encryption-key",
         "SECRETS_ENCRYPTION_KEY",
+        "--header-read-timeout-seconds",
+        "MOLECULE_HEADER_READ_TIMEOUT_SECONDS",
+        "--body-read-timeout-seconds",
+        "MOLECULE_BODY_READ_TIMEOUT_SECONDS",
+        "--max-connections",
+        "MOLECULE_MAX_CONNECTIONS",
     ] {
         assert!(help.contains(item), "--help lacks {item}:\n{help}");
     }
@@ -742,6 +751,55 @@ fn loose_modes_in_an_existing_data_directory_are_tightened() {
         server.log.iter().any(|l| l.contains("open to other users")),
         "{:?}",
         server.log
+    );
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+/// The connection settings come from the environment: a request head left unfinished is cut
+/// off after `MOLECULE_HEADER_READ_TIMEOUT_SECONDS`.
+#[test]
+fn the_header_read_timeout_is_configured_from_the_environment() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .env("MOLECULE_BODY_READ_TIMEOUT_SECONDS", "1")
+        .env("MOLECULE_MAX_CONNECTIONS", "8")
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    // The bound that fails the test: the default timeout (10 s) would pass it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the unfinished head was not cut off: {other:?}"),
+    }
+    // A late body is a JSON 408.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /registry/check-access HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n{",
+        )
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.ends_with(r#"{"error":"request body timeout"}"#),
+        "{text}"
     );
     let (exit, _) = server.terminate();
     assert!(exit.success());

@@ -19,7 +19,6 @@
 //! built with `cargo build --release -p molecule-echo-agent` unless `MOLECULE_ECHO_AGENT`
 //! names one.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,12 +157,13 @@ async fn start_server(dir: &Path) -> anyhow::Result<String> {
         .with_http(http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("server stopped: {e}");
-        }
-    });
+    tokio::spawn(molecule_server::http_server::serve(
+        listener,
+        router(state),
+        molecule_server::http_server::ServerSettings::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     Ok(base)
 }
 

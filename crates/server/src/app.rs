@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
@@ -18,12 +18,22 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::middleware::{cors, metrics, rate_limit, security_headers};
+use crate::middleware::body_limit::RouteBodyLimit;
+use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes;
 use crate::supervisor::Supervisor;
 
-/// The default request body limit (routes may set their own with `DefaultBodyLimit`).
+/// The default request body limit. A route with a larger one is listed in
+/// [`ROUTE_BODY_LIMITS`]; a route may lower its own with a `DefaultBodyLimit` layer.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default request body read timeout.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Routes whose body limit is not [`DEFAULT_BODY_LIMIT`]: method, path template, bytes. The
+/// pipeline checks `Content-Length` against it before any handler runs, so a larger limit must
+/// be declared here (a `DefaultBodyLimit` on the route alone would be refused in front of it).
+pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[];
 
 /// Settings of the HTTP pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,26 +46,44 @@ pub struct HttpSettings {
     pub rate_window: Duration,
     /// The default request body limit in bytes.
     pub body_limit: usize,
+    /// Routes with another body limit (default: [`ROUTE_BODY_LIMITS`]).
+    pub route_body_limits: Vec<RouteBodyLimit>,
+    /// How long a request's body may take to arrive, from its headers.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpSettings {
-    /// The reference's defaults: the two localhost canvas origins, 600 requests a minute, 1 MiB.
+    /// The reference's defaults: the two localhost canvas origins, 600 requests a minute, 1 MiB
+    /// (with [`ROUTE_BODY_LIMITS`]); bodies within 30 s.
     fn default() -> Self {
         Self {
             cors_origins: cors::parse_origins("http://localhost:3000,http://localhost:3001"),
             rate_limit: rate_limit::DEFAULT_RATE_LIMIT,
             rate_window: rate_limit::RATE_WINDOW,
             body_limit: DEFAULT_BODY_LIMIT,
+            route_body_limits: ROUTE_BODY_LIMITS
+                .iter()
+                .filter_map(|(method, path, limit)| {
+                    Some(RouteBodyLimit {
+                        method: method.parse().ok()?,
+                        path: (*path).to_owned(),
+                        limit: *limit,
+                    })
+                })
+                .collect(),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 }
 
 impl HttpSettings {
-    /// From the configuration (`CORS_ORIGINS`, `RATE_LIMIT`).
+    /// From the configuration (`CORS_ORIGINS`, `RATE_LIMIT`,
+    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`).
     pub fn from_config(config: &Config) -> Self {
         Self {
             cors_origins: cors::parse_origins(&config.cors_origins),
             rate_limit: config.rate_limit(),
+            body_read_timeout: Duration::from_secs(config.body_read_timeout_seconds),
             ..Self::default()
         }
     }
@@ -405,7 +433,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 
 /// Puts `routes` inside the global pipeline (spec: auth-router §1.1), outermost first:
 /// security headers, request metrics, panic recovery (500, empty body), CORS, the global rate
-/// limiter, the default body limit. Unknown paths and known paths with another method get the
+/// limiter, the body limit (JSON 413, `middleware::body_limit`), the body read timeout (408,
+/// `middleware::body_timeout`). Unknown paths and known paths with another method get the
 /// plain-text 404; a known path with a trailing slash is redirected to the path without it.
 pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
     // The probe answers "this route exists for this method" without running anything. The
@@ -421,7 +450,11 @@ pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
     let app: Router = routes
         .method_not_allowed_fallback(routes::system::not_found)
         .fallback(move |request: Request| routes::system::fallback(probe.clone(), request))
-        .layer(DefaultBodyLimit::max(state.http.body_limit))
+        .layer(from_fn_with_state(
+            state.clone(),
+            body_timeout::body_timeout,
+        ))
+        .layer(from_fn_with_state(state.clone(), body_limit::body_limit))
         .layer(from_fn_with_state(state.clone(), rate_limit::global))
         .layer(from_fn_with_state(state.clone(), cors::cors))
         .layer(CatchPanicLayer::custom(panic_response))

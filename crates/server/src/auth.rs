@@ -138,6 +138,7 @@ fn load_or_generate(data_dir: &Path) -> Result<String, AdminTokenError> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
+            molecule_store::private::private_file(&path).map_err(fail)?;
             tracing::info!(path = %path.display(), "admin token read from the data directory");
             return Ok(text.trim().to_owned());
         }
@@ -145,7 +146,7 @@ fn load_or_generate(data_dir: &Path) -> Result<String, AdminTokenError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(fail)?;
+    molecule_store::private::private_dir(data_dir).map_err(fail)?;
     let token = molecule_store::random_token().map_err(|e| fail(std::io::Error::other(e)))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

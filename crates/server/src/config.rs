@@ -72,6 +72,36 @@ pub struct Config {
     #[arg(long = "rate-limit", env = "RATE_LIMIT")]
     pub rate_limit_text: Option<String>,
 
+    /// Seconds a client may take to send a request's headers; also how long an idle keep-alive
+    /// connection stays open. At least 1.
+    #[arg(
+        long = "header-read-timeout-seconds",
+        env = "MOLECULE_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a client may take to send a request's body, counted from its headers; a late
+    /// body gets 408. At least 1.
+    #[arg(
+        long = "body-read-timeout-seconds",
+        env = "MOLECULE_BODY_READ_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub body_read_timeout_seconds: u64,
+
+    /// Connections open at once (WebSockets included); further ones wait to be accepted.
+    /// At least 1.
+    #[arg(
+        long = "max-connections",
+        env = "MOLECULE_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+
     /// Allowed browser origins, comma-separated.
     #[arg(long, env = "CORS_ORIGINS", default_value = DEFAULT_CORS_ORIGINS)]
     pub cors_origins: String,
@@ -248,6 +278,9 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.log_format, LogFormat::Human);
+        assert_eq!(c.header_read_timeout_seconds, 10);
+        assert_eq!(c.body_read_timeout_seconds, 30);
+        assert_eq!(c.max_connections, 1024);
     }
 
     #[test]
@@ -299,6 +332,13 @@ mod tests {
         assert_eq!(c.port, 9090);
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(Config::try_parse_from(["molecule-server", "--port", "99999"]).is_err());
+        for zero in [
+            "--header-read-timeout-seconds",
+            "--body-read-timeout-seconds",
+            "--max-connections",
+        ] {
+            assert!(Config::try_parse_from(["molecule-server", zero, "0"]).is_err());
+        }
         assert!(Config::try_parse_from(["molecule-server", "--host", "nowhere"]).is_err());
     }
 }

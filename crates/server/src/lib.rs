@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod http_server;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
@@ -100,9 +101,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     lifecycle::sweeps::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();
-    let result = shutdown::serve(
+    shutdown::serve(
         listener,
         app::router(state.clone()),
+        http_server::ServerSettings::from_config(&config),
         signals,
         DRAIN_DEADLINE,
         &supervisor,
@@ -112,5 +114,5 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     state.events.close_clients();
     replicas.stop().await;
     store.close().await;
-    result
+    Ok(())
 }

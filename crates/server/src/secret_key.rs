@@ -70,6 +70,7 @@ fn load_or_generate(data_dir: &Path) -> Result<SecretKey, SecretKeyError> {
     };
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => {
+            molecule_store::private::private_file(&path).map_err(io)?;
             tracing::info!(path = %shown, "secrets encryption key read from the data directory");
             return SecretKey::parse(text.trim()).map_err(|error| SecretKeyError::BadFile {
                 path: shown.clone(),
@@ -80,7 +81,7 @@ fn load_or_generate(data_dir: &Path) -> Result<SecretKey, SecretKeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    std::fs::create_dir_all(data_dir).map_err(io)?;
+    molecule_store::private::private_dir(data_dir).map_err(io)?;
     let key = SecretKey::generate().map_err(|e| io(std::io::Error::other(e)))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

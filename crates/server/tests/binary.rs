@@ -33,6 +33,9 @@ fn command(cwd: &Path) -> Command {
         .env_remove("ADMIN_TOKEN")
         .env_remove("MOLECULE_ENV")
         .env_remove("SECRETS_ENCRYPTION_KEY")
+        .env_remove("MOLECULE_HEADER_READ_TIMEOUT_SECONDS")
+        .env_remove("MOLECULE_BODY_READ_TIMEOUT_SECONDS")
+        .env_remove("MOLECULE_MAX_CONNECTIONS")
         .env("RUST_LOG", "info")
         .env("MOLECULE_BACKEND", "none")
         .stdin(Stdio::null())
@@ -248,6 +251,12 @@ fn help_lists_every_setting() {
         "--log-format",
         "--secrets-encryption-key",
         "SECRETS_ENCRYPTION_KEY",
+        "--header-read-timeout-seconds",
+        "MOLECULE_HEADER_READ_TIMEOUT_SECONDS",
+        "--body-read-timeout-seconds",
+        "MOLECULE_BODY_READ_TIMEOUT_SECONDS",
+        "--max-connections",
+        "MOLECULE_MAX_CONNECTIONS",
     ] {
         assert!(help.contains(item), "--help lacks {item}:\n{help}");
     }
@@ -643,3 +652,155 @@ async fn queued_messages_survive_a_restart(db: molecule_store::testing::TestStor
 }
 
 molecule_store::on_both_backends!(queued_messages_survive_a_restart);
+
+/// The permission bits of `path`.
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every entry of `dir` with its mode.
+#[cfg(unix)]
+fn modes(dir: &Path) -> Vec<(String, u32)> {
+    let mut all: Vec<(String, u32)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                mode(&e.path()),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A fresh data directory and everything the server writes in it (the database with its WAL
+/// files, the generated admin token and secrets key) are private to the server's user.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = Server::start(cmd);
+    let data = dir.path().join("data");
+    let token = std::fs::read_to_string(data.join("admin_token")).unwrap();
+    // A write, so that SQLite has its -wal and -shm files open.
+    block_on(async {
+        let r = reqwest::Client::new()
+            .post(server.url("/workspaces"))
+            .bearer_auth(token.trim())
+            .json(&serde_json::json!({"name": "private", "runtime": "external"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    });
+    let files = modes(&data);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "admin_token",
+        "molecule.db",
+        "molecule.db-shm",
+        "molecule.db-wal",
+        "secrets_key",
+    ] {
+        assert!(names.contains(&expected), "no {expected} in {files:?}");
+    }
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    for (name, m) in &files {
+        assert_eq!(*m, 0o600, "{name} in {files:?}");
+    }
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+/// A data directory and database left open to others (an older version, a copy) are
+/// tightened at start, with a warning.
+#[cfg(unix)]
+#[test]
+fn loose_modes_in_an_existing_data_directory_are_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let (exit, _) = Server::start(cmd).terminate();
+    assert!(exit.success());
+    let data = dir.path().join("data");
+    let loosen = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    loosen(&data, 0o755);
+    for (name, _) in modes(&data) {
+        loosen(&data.join(name), 0o644);
+    }
+
+    let mut cmd = command(dir.path());
+    cmd.args(["--port", "0"]);
+    let server = Server::start(cmd);
+    assert_eq!(mode(&data), 0o700);
+    let files = modes(&data);
+    assert!(files.iter().any(|(n, _)| n == "molecule.db"), "{files:?}");
+    for (name, m) in &files {
+        assert_eq!(*m, 0o600, "{name} in {files:?}");
+    }
+    assert!(
+        server.log.iter().any(|l| l.contains("open to other users")),
+        "{:?}",
+        server.log
+    );
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}
+
+/// The connection settings come from the environment: a request head left unfinished is cut
+/// off after `MOLECULE_HEADER_READ_TIMEOUT_SECONDS`.
+#[test]
+fn the_header_read_timeout_is_configured_from_the_environment() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MOLECULE_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .env("MOLECULE_BODY_READ_TIMEOUT_SECONDS", "1")
+        .env("MOLECULE_MAX_CONNECTIONS", "8")
+        .args(["--port", "0"]);
+    let server = Server::start(cmd);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    // The bound that fails the test: the default timeout (10 s) would pass it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the unfinished head was not cut off: {other:?}"),
+    }
+    // A late body is a JSON 408.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /registry/check-access HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n{",
+        )
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.ends_with(r#"{"error":"request body timeout"}"#),
+        "{text}"
+    );
+    let (exit, _) = server.terminate();
+    assert!(exit.success());
+}

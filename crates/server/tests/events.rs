@@ -49,9 +49,13 @@ async fn serve(state: AppState) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = app::router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let task = tokio::spawn(molecule_server::http_server::serve(
+        listener,
+        app,
+        molecule_server::http_server::ServerSettings::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     Server { addr, state, task }
 }
 

@@ -1,8 +1,7 @@
-//! The HTTP pipeline over real HTTP: the real router and layers, served by `axum::serve` with
-//! connect info on 127.0.0.1, called with reqwest.
+//! The HTTP pipeline over real HTTP: the real router and layers, served by the server's own
+//! loop (`http_server::serve`, with connect info) on 127.0.0.1, called with reqwest.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +9,7 @@ use axum::routing::{get, post};
 use molecule_server::app::{self, AppState, HttpSettings};
 use molecule_server::auth::Security;
 use molecule_server::extract::JsonBody;
+use molecule_server::http_server::{self, ServerSettings};
 use molecule_store::testing::TestStore;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -63,14 +63,13 @@ async fn start_with(security: Security, http: HttpSettings) -> Server {
     let router: Router = app::with_pipeline(routes, state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(http_server::serve(
+        listener,
+        router,
+        ServerSettings::default(),
+        std::future::pending(),
+        Duration::ZERO,
+    ));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

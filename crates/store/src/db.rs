@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, SqliteConnection, SqlitePool, Transaction};
 
 use crate::{ConnectError, DatabaseUrl};
@@ -156,6 +156,31 @@ macro_rules! db_query {
     }};
 }
 
+/// Makes a SQLite database file private before SQLite opens it (see [`crate::private`]): one
+/// SQLite would create is created 0600 first; an existing one is tightened. In-memory and
+/// read-only databases are left alone.
+fn private_sqlite(options: &SqliteConnectOptions) -> Result<(), ConnectError> {
+    use sqlx::ConnectOptions;
+    let url = options.to_url_lossy();
+    let mode = url
+        .query_pairs()
+        .find(|(key, _)| key == "mode")
+        .map(|(_, value)| value.into_owned());
+    let path = options.get_filename();
+    let create = match mode.as_deref() {
+        Some("rwc") => true,
+        Some("rw") => false,
+        _ => return Ok(()),
+    };
+    if !create && !path.exists() {
+        return Ok(());
+    }
+    crate::private::private_sqlite_files(path).map_err(|error| ConnectError::DatabaseFile {
+        path: path.display().to_string(),
+        error,
+    })
+}
+
 /// How long one connection attempt may take at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -183,6 +208,7 @@ pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Pool, ConnectError> {
                 .map_err(fail)
         }
         DatabaseUrl::Sqlite(options) => {
+            private_sqlite(options)?;
             let options = options
                 .clone()
                 .journal_mode(SqliteJournalMode::Wal)

@@ -16,6 +16,14 @@ pub enum ConnectError {
         /// The underlying error.
         error: std::io::Error,
     },
+    /// The SQLite database file cannot be created or made private.
+    #[error("cannot make the database file {path} private: {error}")]
+    DatabaseFile {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        error: std::io::Error,
+    },
     /// The database did not accept a connection.
     #[error("cannot connect to {target}: {error}")]
     Connect {

@@ -18,6 +18,7 @@ mod listen;
 mod liveness;
 mod migrate;
 mod org_tokens;
+pub mod private;
 mod queue;
 mod secrets;
 mod tokens;

@@ -119,16 +119,17 @@ fn describe(e: &sqlx::Error) -> String {
     }
 }
 
-/// Creates the data directory if missing and checks that it is writable.
+/// Creates the data directory if missing, private to the server's user (mode 0700; a looser
+/// existing one is tightened with a warning), and checks that it is writable.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), ConnectError> {
     let fail = |error| ConnectError::DataDir {
         path: dir.display().to_string(),
         error,
     };
-    std::fs::create_dir_all(dir).map_err(fail)?;
+    crate::private::private_dir(dir).map_err(fail)?;
     // Prove the directory is writable now, rather than failing on the first write later.
     let probe: PathBuf = dir.join(".molecule-write-probe");
-    std::fs::write(&probe, b"").map_err(fail)?;
+    crate::private::private_file(&probe).map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;
     Ok(())
 }

@@ -242,9 +242,13 @@ impl TestServer {
     fn serve(db: TestStore, state: AppState, listener: tokio::net::TcpListener) -> TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = router(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let task = tokio::spawn(molecule_server::http_server::serve(
+            listener,
+            app,
+            molecule_server::http_server::ServerSettings::default(),
+            std::future::pending(),
+            std::time::Duration::ZERO,
+        ));
         TestServer {
             base,
             state,

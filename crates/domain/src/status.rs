@@ -80,8 +80,9 @@ impl WorkspaceStatus {
                     | Removed
             ),
             Offline => matches!(to, Online | Provisioning | Paused | Removed),
-            // Only a restart, a pause or a delete leaves `failed`.
-            Failed => matches!(to, Provisioning | Paused | Removed),
+            // A restart, a pause, a delete, or its agent registering (it is alive after all:
+            // Decision 2, spec lifecycle row 8).
+            Failed => matches!(to, Provisioning | Online | Paused | Removed),
             AwaitingAgent => matches!(to, AwaitingAgent | Online | Paused | Removed),
             // Resume: a backend workspace is provisioned again, an external one waits for its agent.
             Paused => matches!(to, Provisioning | AwaitingAgent | Removed),
@@ -178,13 +179,12 @@ mod tests {
 
     #[test]
     fn the_reference_defects_are_refused() {
-        // restart or register cannot revive a tombstone; register does not revive paused,
-        // hibernated or failed; a sweep cannot flip a provisioning workspace offline.
+        // restart or register cannot revive a tombstone; register does not revive paused or
+        // hibernated; a sweep cannot flip a provisioning workspace offline.
         assert!(Removed.check_transition(Provisioning).is_err());
         assert!(Removed.check_transition(Failed).is_err());
         assert!(Paused.check_transition(Online).is_err());
         assert!(Hibernated.check_transition(Online).is_err());
-        assert!(Failed.check_transition(Online).is_err());
         assert!(Provisioning.check_transition(Offline).is_err());
     }
 
@@ -201,6 +201,7 @@ mod tests {
                 Online,
             ],
             &[Provisioning, Failed, Provisioning, Online],
+            &[Provisioning, Failed, Online],
             &[Provisioning, AwaitingAgent, Online, AwaitingAgent, Online],
             &[Online, Paused, Provisioning, Online],
             &[Online, Hibernating, Hibernated, Provisioning, Online],

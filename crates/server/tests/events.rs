@@ -340,20 +340,21 @@ async fn workspace_client_presents_its_own_token_if_it_has_one(s: TestStore) {
         )
         .await
         .unwrap();
-    // A workspace without any live token connects without one (its first register issues
-    // one).
+    // A workspace without any live token cannot be listened to without a credential either
+    // (Decision 2: no tokenless identity outside dev mode).
     let tokenless = workspace(&s, "n", None).await;
     let tokenless_id = tokenless.to_string();
-    let mut grandfathered = server
+    let (status, body) = server
         .ws("", &[("x-workspace-id", tokenless_id.as_str())])
         .await
+        .err()
         .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(error_of(&body), "missing workspace auth token");
     server
         .emit(EventType::WorkspaceOnline, Some(with_token), json!({}))
         .await;
     assert_eq!(ok.next().await["workspace_id"], id);
-    // Roots are siblings: the tokenless root sees the other root's event too.
-    assert_eq!(grandfathered.next().await["workspace_id"], id);
 }
 
 /// The origin check is about the handshake only; one backend is enough.

@@ -18,6 +18,8 @@ on_both_backends!(
     create_without_backend_fails_with_a_clear_reason,
     external_workspaces_wait_for_their_agent,
     register_never_creates_and_always_needs_a_credential,
+    a_registering_agent_brings_its_workspace_online,
+    dev_mode_registration_onboards_an_unknown_agent,
     heartbeats_drive_the_status,
     missed_heartbeats_go_offline_and_restart,
     unknown_running_check_changes_nothing,
@@ -512,6 +514,167 @@ async fn register_never_creates_and_always_needs_a_credential(db: TestStore) {
     assert_eq!(status, 200);
     let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
     assert_eq!(ws.agent_card, Some(json!({"name": "new"})));
+}
+
+/// An agent that registers is alive: a `failed` workspace comes back `online` with its event
+/// (issue 14 item 1); paused stays paused (the operator's choice); after deletion the agent's
+/// token is refused with 401 like any revoked token (item 6).
+async fn a_registering_agent_brings_its_workspace_online(db: TestStore) {
+    let s = server(db).await;
+    let id = s.create(json!({"name": "phoenix"})).await;
+    s.backend().wait_for(|b| b.started(id) >= 1).await;
+    let token = s
+        .backend()
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.workspace_id == id)
+        .and_then(|r| r.auth_token.clone())
+        .unwrap()
+        .expose()
+        .to_owned();
+    // The provision timed out, say; then the agent comes up after all.
+    s.state
+        .store
+        .workspaces()
+        .transition(
+            id,
+            WorkspaceStatus::Failed,
+            Some(&[WorkspaceStatus::Provisioning]),
+        )
+        .await
+        .unwrap();
+    let mut events = s.state.events.subscribe();
+    let card = json!({"name": "phoenix"});
+    let register = json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": card});
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/registry/register",
+            Some(&token),
+            Some(register.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
+    let online = next_event(&mut events, "WORKSPACE_ONLINE", id).await;
+    assert_eq!(online["payload"]["agent_card"], card);
+    // Paused is the operator's decision: a registration does not undo it.
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/workspaces/{id}/pause"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call(
+            "POST",
+            "/registry/register",
+            Some(&token),
+            Some(register.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.status_of(id).await, WorkspaceStatus::Paused);
+    // Deleted: its agent's token is dead everywhere (401, as the runtime expects).
+    let (status, _) = s
+        .call(
+            "DELETE",
+            &format!("/workspaces/{id}?confirm=true"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (path, body) in [
+        ("/registry/register", register),
+        ("/registry/heartbeat", json!({"workspace_id": id})),
+        (
+            "/registry/update-card",
+            json!({"workspace_id": id, "agent_card": card}),
+        ),
+    ] {
+        let (status, reply) = s.call("POST", path, Some(&token), Some(body)).await;
+        assert_eq!(status, 401, "{path}: {reply}");
+    }
+}
+
+/// Dev mode only: an agent registering an id the server has never seen gets its external
+/// workspace created, named after its card, and its token (issue 14 item 2).
+async fn dev_mode_registration_onboards_an_unknown_agent(db: TestStore) {
+    let s = TestServer::start(
+        db,
+        Options {
+            backend: true,
+            dev: true,
+        },
+    )
+    .await;
+    let id = WorkspaceId::new();
+    // A registration that is invalid creates nothing.
+    let (status, _) = s
+        .call(
+            "POST",
+            "/registry/register",
+            None,
+            Some(json!({"id": id, "url": "ftp://x", "agent_card": {"name": "local-bot"}})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(s.state.store.workspaces().get(id).await.unwrap().is_none());
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/registry/register",
+            None,
+            Some(
+                json!({"id": id, "url": "http://127.0.0.1:9", "agent_card": {"name": "local-bot"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let token = reply["auth_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+    let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
+    assert_eq!(ws.name, "local-bot");
+    assert_eq!(ws.runtime.as_str(), "external");
+    assert_eq!(ws.status, WorkspaceStatus::Online);
+    assert_eq!(ws.url.as_deref(), Some("http://127.0.0.1:9"));
+    // From now on it needs that token, and a poll-mode agent without a card name is named by
+    // its id.
+    let (status, _) = s
+        .call(
+            "POST",
+            "/registry/register",
+            None,
+            Some(json!({"id": id, "url": "http://127.0.0.1:9", "agent_card": {}})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let poller = WorkspaceId::new();
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/registry/register",
+            None,
+            Some(json!({"id": poller, "agent_card": {}, "delivery_mode": "poll"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let ws = s
+        .state
+        .store
+        .workspaces()
+        .get(poller)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ws.name, poller.to_string());
+    assert_eq!(ws.delivery_mode, molecule_domain::DeliveryMode::Poll);
 }
 
 async fn heartbeats_drive_the_status(db: TestStore) {

@@ -280,7 +280,26 @@ impl<'a> Workspaces<'a> {
         new: NewWorkspace,
         secrets: &[(String, crate::Secret)],
     ) -> Result<Workspace, StoreError> {
-        let id = WorkspaceId::new();
+        self.insert(WorkspaceId::new(), new, secrets).await
+    }
+
+    /// Inserts a workspace in `provisioning` under an id the caller chose (dev-mode
+    /// registration of an agent the server has never seen). An existing row with that id,
+    /// removed or not, is [`StoreError::Duplicate`] and nothing changes.
+    pub async fn create_with_id(
+        &self,
+        id: WorkspaceId,
+        new: NewWorkspace,
+    ) -> Result<Workspace, StoreError> {
+        self.insert(id, new, &[]).await
+    }
+
+    async fn insert(
+        &self,
+        id: WorkspaceId,
+        new: NewWorkspace,
+        secrets: &[(String, crate::Secret)],
+    ) -> Result<Workspace, StoreError> {
         let now = DbTime::now();
         let mut tx = self.db.begin().await?;
         if let Some(parent) = new.parent_id
@@ -312,7 +331,8 @@ impl<'a> Workspaces<'a> {
             format!("workspace:{id}"),
             now;
             execute
-        )?;
+        )
+        .map_err(StoreError::from_write)?;
         crate::secrets::upsert_all_in(&mut tx, self.key, id, secrets).await?;
         let row = select_one(&mut tx, id, false)
             .await?

@@ -1055,7 +1055,7 @@ async fn transition_with_writes_url_and_reason_together(s: TestStore) {
         .workspaces()
         .transition_with(
             ws,
-            WorkspaceStatus::Online,
+            WorkspaceStatus::Hibernated,
             None,
             &StatusChange::failed("x"),
         )

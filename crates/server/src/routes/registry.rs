@@ -1,13 +1,15 @@
 //! The registry: agents register, heartbeat and update their cards (`a2a.md` §1.5–1.6).
-//! Registration never creates a workspace, and outside dev mode needs a credential bound to
-//! the workspace (Decision 2).
+//! Registration never creates a workspace outside dev mode, and there needs a credential bound
+//! to the workspace (Decision 2). An agent that registers is alive: any status but removed,
+//! paused and hibernated becomes `online` (paused and hibernated are the operator's choice and
+//! stay; the agent is registered without a status change).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use molecule_domain::{DeliveryMode, EventType, WorkspaceId, WorkspaceStatus};
-use molecule_store::{Heartbeat, Workspace};
+use molecule_domain::{DeliveryMode, EventType, Runtime, WorkspaceId, WorkspaceStatus};
+use molecule_store::{Heartbeat, NewWorkspace, Workspace};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -76,35 +78,49 @@ pub(crate) async fn register(
         ),
     };
     let workspaces = state.store.workspaces();
-    // An id the server has never seen is 404 (Decision 2); every other registration needs a
-    // credential bound to the workspace: its token, or its one-time bootstrap token.
-    if workspaces
-        .get(id)
-        .await
-        .map_err(|e| ApiError::internal("registration failed", &e))?
-        .is_none()
-    {
-        return Err(ApiError::not_found("workspace not found"));
-    }
-    let credential = auth::agent_credential(&state, &headers, id, true).await?;
+    let read = async || {
+        workspaces
+            .get(id)
+            .await
+            .map_err(|e| ApiError::internal("registration failed", &e))
+    };
+    // An id the server has never seen is 404 outside dev mode (Decision 2); in dev mode it is
+    // a local agent onboarding itself: its external workspace is created below, once the
+    // registration is known to be valid. Every other registration needs a credential bound
+    // to the workspace: its token, or its one-time bootstrap token.
+    let onboarding = match read().await? {
+        None if state.security.dev_mode() => true,
+        None => return Err(ApiError::not_found("workspace not found")),
+        Some(_) => false,
+    };
+    let credential = if onboarding {
+        auth::AgentCredential::Open
+    } else {
+        auth::agent_credential(&state, &headers, id, true).await?
+    };
     // An agent can register before the start that runs it has returned and stored the URL
     // the backend published: let that start finish first (bounded), then read the row.
     if state.lifecycle.publishing_url_of(id) && !state.lifecycle.settled(id, START_WAIT).await {
         tracing::warn!(workspace = %id, "register: the backend start is still running");
     }
-    let current: Workspace = workspaces
-        .get(id)
-        .await
-        .map_err(|e| ApiError::internal("registration failed", &e))?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
-    let mode = requested_mode.unwrap_or(current.delivery_mode);
+    let current: Option<Workspace> = if onboarding {
+        None
+    } else {
+        let ws = read()
+            .await?
+            .filter(|w| !w.status.is_removed())
+            .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+        Some(ws)
+    };
+    let mode = requested_mode
+        .or(current.as_ref().map(|w| w.delivery_mode))
+        .unwrap_or(DeliveryMode::Push);
     let url = req.url.filter(|u| !u.trim().is_empty());
     // A URL the platform published on loopback (a local container's port) wins over the
     // address the agent sees from inside its container; the agent's own is then not used.
     let kept = current
-        .url
-        .as_deref()
+        .as_ref()
+        .and_then(|w| w.url.as_deref())
         .filter(|u| u.starts_with("http://127.0.0.1"))
         .map(str::to_owned);
     // A workspace the backend is still starting gets its URL from the backend (which stores
@@ -133,6 +149,9 @@ pub(crate) async fn register(
     {
         return Err(ApiError::unauthorized("invalid workspace auth token"));
     }
+    if onboarding {
+        onboard(&state, id, &card, mode).await?;
+    }
     workspaces
         .record_registration(id, stored_url.as_deref(), &card, mode)
         .await
@@ -143,7 +162,14 @@ pub(crate) async fn register(
         .transition(
             id,
             Online,
-            Some(&[Provisioning, Online, Degraded, Offline, AwaitingAgent]),
+            Some(&[
+                Provisioning,
+                Online,
+                Degraded,
+                Offline,
+                AwaitingAgent,
+                Failed,
+            ]),
         )
         .await
     {
@@ -182,6 +208,43 @@ pub(crate) async fn register(
         reply.insert("platform_inbound_secret".into(), json!(secret));
     }
     Ok(ok_json(StatusCode::OK, Value::Object(reply)))
+}
+
+/// Dev mode: creates the external workspace of an agent that registers an id the server has
+/// never seen (local onboarding, as the reference does), named after its card (or its id).
+async fn onboard(
+    state: &AppState,
+    id: WorkspaceId,
+    card: &Value,
+    mode: DeliveryMode,
+) -> ApiResult<()> {
+    let name = card
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| molecule_domain::validation::name(n).is_ok())
+        .map_or_else(|| id.to_string(), str::to_owned);
+    let new = NewWorkspace {
+        runtime: Runtime::external(),
+        delivery_mode: mode,
+        ..NewWorkspace::named(name.clone())
+    };
+    match state.store.workspaces().create_with_id(id, new).await {
+        Ok(_) => {}
+        // Another registration of the same id won the race: register into its row.
+        Err(molecule_store::StoreError::Duplicate) => return Ok(()),
+        Err(e) => return Err(ApiError::internal("registration failed", &e)),
+    }
+    tracing::info!(workspace = %id, "dev mode: an unknown agent registered; its workspace was created");
+    state
+        .events
+        .emit(
+            EventType::WorkspaceProvisioning,
+            Some(id),
+            json!({ "name": name, "tier": molecule_domain::Tier::DEFAULT.number(), "runtime": "external" }),
+        )
+        .await;
+    Ok(())
 }
 
 /// An agent URL must pass the one address policy of the platform (the proxy checks it

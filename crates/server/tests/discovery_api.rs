@@ -10,7 +10,10 @@ use molecule_domain::WorkspaceId;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 
-on_both_backends!(discover_peers_and_check_access);
+on_both_backends!(
+    discover_peers_and_check_access,
+    poll_mode_peers_are_reached_through_the_platform,
+);
 
 async fn get_as(
     s: &TestServer,
@@ -205,4 +208,88 @@ async fn discover_peers_and_check_access(db: TestStore) {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+/// A poll-mode peer (or an external one without a URL) has no address of its own: discover
+/// answers the platform's A2A endpoint for it (issue 14 item 3) — the configured platform URL
+/// for a caller in a container, the request's origin for an external caller.
+async fn poll_mode_peers_are_reached_through_the_platform(db: TestStore) {
+    let s = TestServer::start(
+        db,
+        Options {
+            backend: true,
+            dev: false,
+        },
+    )
+    .await;
+    let lead = s.create(json!({"name": "lead"})).await;
+    // Provisioning revokes older tokens: issue the test's own once it has run.
+    s.backend().wait_for(|b| b.started(lead) == 1).await;
+    let lead_token = s.state.store.tokens().issue(lead).await.unwrap().token;
+    let create_external = async |name: &str| {
+        let (status, reply) = s
+            .call(
+                "POST",
+                "/workspaces",
+                Some(ADMIN),
+                Some(json!({"name": name, "runtime": "external", "parent_id": lead})),
+            )
+            .await;
+        assert_eq!(status, 201, "{reply}");
+        let id: WorkspaceId = reply["id"].as_str().unwrap().parse().unwrap();
+        (
+            id,
+            reply["connection"]["auth_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    };
+    let (poller, poller_token) = create_external("poller").await;
+    // Not online yet: not available.
+    let (status, reply) = get_as(
+        &s,
+        &format!("/registry/discover/{poller}"),
+        Some(lead),
+        Some(lead_token.expose()),
+    )
+    .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (503, Some("workspace not available"))
+    );
+    let (status, reply) = s
+        .call(
+            "POST",
+            "/registry/register",
+            Some(&poller_token),
+            Some(json!({"id": poller, "agent_card": {"name": "poller"}, "delivery_mode": "poll"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = get_as(
+        &s,
+        &format!("/registry/discover/{poller}"),
+        Some(lead),
+        Some(lead_token.expose()),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply,
+        json!({"id": poller, "name": "poller",
+               "url": format!("http://platform.test:8080/workspaces/{poller}/a2a")})
+    );
+    // An external caller is told the address it reached the server at.
+    let (sibling, sibling_token) = create_external("sibling").await;
+    let (status, reply) = get_as(
+        &s,
+        &format!("/registry/discover/{poller}"),
+        Some(sibling),
+        Some(&sibling_token),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let origin = s.base.clone();
+    assert_eq!(reply["url"], format!("{origin}/workspaces/{poller}/a2a"));
 }

@@ -90,6 +90,11 @@ impl Lifecycle {
         time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
+    /// The URL workspaces reach the platform at (`PLATFORM_URL`).
+    pub fn platform_url(&self) -> &str {
+        &self.inner.platform_url
+    }
+
     /// Whether a backend is configured.
     pub fn has_backend(&self) -> bool {
         self.inner.backend.is_some()

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use molecule_domain::{Runtime, WorkspaceId, WorkspaceStatus};
+use molecule_domain::{DeliveryMode, Runtime, WorkspaceId, WorkspaceStatus};
 use molecule_store::Workspace;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -77,11 +77,28 @@ pub(crate) async fn discover(
         .await
         .map_err(|e| ApiError::internal("lookup failed", &e))?
         .is_some_and(|c| c.runtime == Runtime::EXTERNAL);
-    let reachable = ws.runtime == Runtime::EXTERNAL
-        || matches!(
-            ws.status,
-            WorkspaceStatus::Online | WorkspaceStatus::Degraded
-        );
+    let live = matches!(
+        ws.status,
+        WorkspaceStatus::Online | WorkspaceStatus::Degraded
+    );
+    // A poll-mode agent (or an external one without a URL) has no address of its own: peers
+    // reach it through the platform's A2A endpoint, which queues for it.
+    if live && (ws.delivery_mode == DeliveryMode::Poll || peer_url(&ws, true).is_none()) {
+        let base = if caller_external {
+            super::request_origin(&headers)
+        } else {
+            state
+                .lifecycle
+                .platform_url()
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        return Ok(ok_json(
+            StatusCode::OK,
+            json!({ "id": ws.id, "url": format!("{base}/workspaces/{}/a2a", ws.id), "name": ws.name }),
+        ));
+    }
+    let reachable = ws.runtime == Runtime::EXTERNAL || live;
     match peer_url(&ws, caller_external).filter(|_| reachable) {
         Some(url) => Ok(ok_json(
             StatusCode::OK,

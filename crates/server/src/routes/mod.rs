@@ -15,3 +15,13 @@ pub(crate) mod workspaces;
 
 mod body;
 mod views;
+
+/// The URL the caller reached this server at, from the request's `Host` (what an external
+/// agent on the caller's side of the network can use).
+pub(crate) fn request_origin(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{}", host.trim_end_matches('/'))
+}

@@ -227,15 +227,6 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
     })
 }
 
-/// The URL external agents reach this server at, from the request's `Host`.
-fn public_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{}", host.trim_end_matches('/'))
-}
-
 /// `POST /workspaces` (admin).
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -360,7 +351,7 @@ async fn create_external(
 
 /// The `connection` block of an external workspace's create answer.
 fn connection(headers: &HeaderMap, ws: &molecule_store::Workspace, token: &str) -> Value {
-    let platform = public_url(headers);
+    let platform = super::request_origin(headers);
     let id = ws.id;
     let curl = format!(
         "curl -X POST {platform}/registry/register -H 'Authorization: Bearer {{{{AUTH_TOKEN}}}}' \

@@ -353,6 +353,32 @@ async fn metrics_count_requests_under_their_route_template() {
     );
 }
 
+/// An unknown route (or a known path with a wrong method) that is sent a body reads it and
+/// answers the 404, instead of closing the connection while the client is still sending
+/// (async clients saw a reset) — issue 14 item 7.
+#[tokio::test]
+async fn an_unmatched_route_with_a_body_answers_404_not_a_reset() {
+    let s = start().await;
+    let body = vec![b'x'; 900 * 1024];
+    for (method, path) in [
+        (reqwest::Method::POST, "/no/such/route"),
+        (reqwest::Method::PUT, "/workspaces/x/y/z"),
+        (reqwest::Method::POST, "/health"),
+    ] {
+        for _ in 0..5 {
+            let r = s
+                .client
+                .request(method.clone(), s.url(path))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            assert_eq!(r.status(), 404, "{method} {path}");
+            assert_eq!(r.text().await.unwrap(), "404 page not found");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_method_is_the_plain_404() {
     let s = start().await;

@@ -40,8 +40,16 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Any unknown route, and a known path with a method it does not have: the reference's
 /// plain-text 404, which clients may match on.
-pub(crate) async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "404 page not found")
+pub(crate) async fn not_found(request: Request) -> Response {
+    discard_body(request).await;
+    (StatusCode::NOT_FOUND, "404 page not found").into_response()
+}
+
+/// Reads and drops a request's body (up to the default limit; the body-limit layer already
+/// refused a larger declared one), so a client still sending it gets the answer instead of a
+/// connection reset.
+async fn discard_body(request: Request) {
+    let _ = axum::body::to_bytes(request.into_body(), crate::app::DEFAULT_BODY_LIMIT).await;
 }
 
 /// Drops the `Allow` header axum puts on a wrong-method answer: that answer is the plain 404.
@@ -70,7 +78,7 @@ pub(crate) async fn probe_marker() -> Response {
 pub(crate) async fn fallback(probe: axum::Router, request: Request) -> Response {
     use tower::ServiceExt;
 
-    let path = request.uri().path();
+    let path = request.uri().path().to_owned();
     if let Some(target) = path.strip_suffix('/').filter(|t| !t.is_empty()) {
         let location = match request.uri().query() {
             Some(query) => format!("{target}?{query}"),
@@ -90,8 +98,9 @@ pub(crate) async fn fallback(probe: axum::Router, request: Request) -> Response 
             } else {
                 StatusCode::TEMPORARY_REDIRECT
             };
+            discard_body(request).await;
             return (status, [(header::LOCATION, location)]).into_response();
         }
     }
-    not_found().await.into_response()
+    not_found(request).await
 }

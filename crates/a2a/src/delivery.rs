@@ -16,6 +16,9 @@ use crate::proxy::{Proxy, display_name, internal, receive_row};
 use crate::reply::Reply;
 use crate::ssrf::UrlPolicy;
 
+/// Chunks of a relayed stream waiting for a slow caller before the relay waits too.
+const STREAM_BUFFER: usize = 32;
+
 /// Answers from an agent that mean its origin may be dead: probe the compute.
 pub const DEAD_ORIGIN: [u16; 7] = [502, 503, 504, 521, 522, 523, 524];
 
@@ -89,8 +92,34 @@ impl Proxy {
         };
         let body = serde_json::to_vec(&normalized.body).unwrap_or_default();
         let events = inner.platform.watch(ws.id);
-        let outcome = dispatch::deliver(&inner.client, &url, body, limits, events).await;
+        let started = Instant::now();
+        // An A2A 1.0 method is only served as such when the request says so.
+        let version = crate::reply::is_v1_method(&normalized.method).then_some("1.0");
+        let outcome = dispatch::deliver(&inner.client, &url, body, version, limits, events).await;
         match outcome {
+            Outcome::Streaming {
+                status,
+                content_type,
+                response,
+                elapsed: _,
+                events,
+            } => {
+                let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+                let (proxy, ws, caller, normalized) =
+                    (self.clone(), ws.clone(), caller.clone(), normalized.clone());
+                tokio::spawn(async move {
+                    let relayed = dispatch::relay(response, limits, events, tx, started).await;
+                    if log {
+                        proxy
+                            .stream_ended(&ws, &caller, &normalized, status, relayed)
+                            .await;
+                    }
+                });
+                Delivery::new(
+                    Reply::stream(status, crate::reply::Stream::new(content_type, rx)),
+                    Verdict::Delivered,
+                )
+            }
             Outcome::Answered {
                 status,
                 body,
@@ -169,25 +198,12 @@ impl Proxy {
             };
             log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
             if status < 400 {
-                match caller {
-                    Caller::User => {
-                        let payload = json!({
-                            "response_body": parsed.clone().unwrap_or(Value::Null),
-                            "method": normalized.method,
-                            "duration_ms": millis(elapsed),
-                        });
-                        inner
-                            .platform
-                            .emit(EventType::A2aResponse, ws.id, payload)
-                            .await;
-                    }
-                    Caller::Workspace(id) => {
-                        if let Err(e) = inner.store.workspaces().touch_outbound(*id).await {
-                            tracing::debug!(workspace = %id, error = %e, "a2a: cannot record last outbound");
-                        }
-                    }
-                    Caller::System(_) => {}
-                }
+                let payload = json!({
+                    "response_body": parsed.clone().unwrap_or(Value::Null),
+                    "method": normalized.method,
+                    "duration_ms": millis(elapsed),
+                });
+                self.answer_heard(ws, caller, payload).await;
             }
         }
         if (200..300).contains(&status) {
@@ -201,6 +217,71 @@ impl Proxy {
             return Delivery::new(Reply::restarting(), Verdict::Failed);
         }
         Delivery::new(agent_error(status, parsed), Verdict::Failed)
+    }
+
+    /// The one activity row of a relayed stream, written when it ends: the last event's JSON
+    /// is its answer (the final status or result), with the event count.
+    async fn stream_ended(
+        &self,
+        ws: &Workspace,
+        caller: &Caller,
+        normalized: &Normalized,
+        status: u16,
+        relayed: dispatch::Relayed,
+    ) {
+        let inner = &self.inner;
+        let text = String::from_utf8_lossy(&relayed.captured);
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .collect();
+        let last: Option<Value> = data.iter().rev().find_map(|d| serde_json::from_str(d).ok());
+        let cut = relayed.cut.as_ref();
+        let row = molecule_store::NewActivity {
+            summary: Some(format!(
+                "{} → {} (stream, {} events)",
+                normalized.method,
+                display_name(ws),
+                data.len()
+            )),
+            request_body: Some(normalized.body.clone()),
+            response_body: last.clone(),
+            duration_ms: Some(millis(relayed.elapsed)),
+            status: if cut.is_none() { "ok" } else { "error" }.into(),
+            error_detail: cut.map(|f| f.describe().to_owned()),
+            ..receive_row(ws, caller, normalized)
+        };
+        log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
+        if cut.is_none() {
+            let payload = json!({
+                "response_body": last.unwrap_or(Value::Null),
+                "method": normalized.method,
+                "duration_ms": millis(relayed.elapsed),
+                "status": status,
+            });
+            self.answer_heard(ws, caller, payload).await;
+        }
+    }
+
+    /// After a successful answer: the user's canvas hears it (`A2A_RESPONSE` with `payload`),
+    /// a calling workspace's last outbound time moves.
+    async fn answer_heard(&self, ws: &Workspace, caller: &Caller, payload: Value) {
+        let inner = &self.inner;
+        match caller {
+            Caller::User => {
+                inner
+                    .platform
+                    .emit(EventType::A2aResponse, ws.id, payload)
+                    .await;
+            }
+            Caller::Workspace(id) => {
+                if let Err(e) = inner.store.workspaces().touch_outbound(*id).await {
+                    tracing::debug!(workspace = %id, error = %e, "a2a: cannot record last outbound");
+                }
+            }
+            Caller::System(_) => {}
+        }
     }
 
     async fn failed(

@@ -36,6 +36,39 @@ pub enum Outcome {
         /// Time spent.
         elapsed: Duration,
     },
+    /// The agent answered 2xx with `text/event-stream`: the stream is still open, to be
+    /// [`relay`]ed event by event.
+    Streaming {
+        /// HTTP status.
+        status: u16,
+        /// The agent's content type.
+        content_type: String,
+        /// The open answer.
+        response: reqwest::Response,
+        /// Time until the answer's headers.
+        elapsed: Duration,
+        /// The target's event signals, for the relay's idle timer.
+        events: mpsc::Receiver<()>,
+    },
+}
+
+/// What came of the exchange before the body.
+enum Got {
+    Whole(u16, Option<Vec<u8>>, Duration),
+    Stream(u16, String, reqwest::Response, Duration),
+}
+
+/// Whether an answer is a server-sent event stream.
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 /// Why a delivery got no answer, in the terms that decide what happens to the message.
@@ -76,22 +109,27 @@ pub struct Limits {
     pub deadline: Option<Instant>,
 }
 
-/// Posts `body` to `url` and reads the answer, resetting the idle timer on each signal from
-/// `events`.
+/// The header naming the A2A protocol version of a request.
+pub const A2A_VERSION_HEADER: &str = "A2A-Version";
+
+/// Posts `body` to `url` (with `A2A-Version: version` when given) and reads the answer,
+/// resetting the idle timer on each signal from `events`.
 pub async fn deliver(
     client: &reqwest::Client,
     url: &str,
     body: Vec<u8>,
+    version: Option<&str>,
     limits: Limits,
     mut events: mpsc::Receiver<()>,
 ) -> Outcome {
     let started = Instant::now();
-    let request = match client
+    let mut request = client
         .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .build()
-    {
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(v) = version {
+        request = request.header(A2A_VERSION_HEADER, v);
+    }
+    let request = match request.body(body).build() {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "a2a: request could not be built");
@@ -105,19 +143,28 @@ pub async fn deliver(
         let mut response = client.execute(request).await.map_err(classify)?;
         let status = response.status().as_u16();
         let at = started.elapsed();
+        if response.status().is_success() && is_event_stream(&response) {
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("text/event-stream")
+                .to_owned();
+            return Ok(Got::Stream(status, content_type, response, at));
+        }
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                        return Ok((status, None, at));
+                        return Ok(Got::Whole(status, None, at));
                     }
                     body.extend_from_slice(&chunk);
                 }
-                Ok(None) => return Ok((status, Some(body), at)),
+                Ok(None) => return Ok(Got::Whole(status, Some(body), at)),
                 Err(e) => {
                     tracing::debug!(error = %e, "a2a: agent body read failed");
-                    return Ok((status, None, at));
+                    return Ok(Got::Whole(status, None, at));
                 }
             }
         }
@@ -142,17 +189,106 @@ pub async fn deliver(
     };
     let elapsed = started.elapsed();
     match result {
-        Ok((status, Some(body), at)) => Outcome::Answered {
+        Ok(Got::Whole(status, Some(body), at)) => Outcome::Answered {
             status,
             body,
             elapsed: at,
         },
-        Ok((status, None, at)) => Outcome::BodyFailed {
+        Ok(Got::Whole(status, None, at)) => Outcome::BodyFailed {
             status,
             elapsed: at,
         },
+        Ok(Got::Stream(status, content_type, response, at)) => Outcome::Streaming {
+            status,
+            content_type,
+            response,
+            elapsed: at,
+            events,
+        },
         Err(failure) => Outcome::Failed { failure, elapsed },
     }
+}
+
+/// A chunk of a relayed stream, as the caller's body receives it.
+pub type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// How a relayed stream ended.
+#[derive(Debug)]
+pub struct Relayed {
+    /// Bytes read from the agent.
+    pub bytes: usize,
+    /// The first [`MAX_RESPONSE_BYTES`] of them, for the activity row.
+    pub captured: Vec<u8>,
+    /// `None` when the agent closed the stream; else why it was cut.
+    pub cut: Option<Failure>,
+    /// From the first byte of the request to the end of the stream.
+    pub elapsed: Duration,
+}
+
+/// Forwards an open event stream to `tx` chunk by chunk as it arrives, under the same idle
+/// window (reset by every chunk and every event of the target) and deadline as a whole
+/// answer. A caller that goes away does not stop the relay: the agent's stream is read to its
+/// end so that its outcome is recorded.
+pub async fn relay(
+    mut response: reqwest::Response,
+    limits: Limits,
+    mut events: mpsc::Receiver<()>,
+    tx: mpsc::Sender<Chunk>,
+    started: Instant,
+) -> Relayed {
+    let mut relayed = Relayed {
+        bytes: 0,
+        captured: Vec::new(),
+        cut: None,
+        elapsed: Duration::ZERO,
+    };
+    let idle = tokio::time::sleep(limits.idle);
+    tokio::pin!(idle);
+    let deadline = async {
+        match limits.deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut caller_gone = false;
+    loop {
+        tokio::select! {
+            chunk = response.chunk() => match chunk {
+                Ok(Some(chunk)) => {
+                    idle.as_mut().reset(Instant::now() + limits.idle);
+                    relayed.bytes = relayed.bytes.saturating_add(chunk.len());
+                    let room = MAX_RESPONSE_BYTES.saturating_sub(relayed.captured.len());
+                    relayed.captured.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if !caller_gone && tx.send(Ok(chunk.to_vec())).await.is_err() {
+                        caller_gone = true;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a2a: agent stream read failed");
+                    relayed.cut = Some(Failure::NotTaken);
+                    break;
+                }
+            },
+            Some(()) = events.recv() => idle.as_mut().reset(Instant::now() + limits.idle),
+            () = &mut idle => {
+                relayed.cut = Some(Failure::NoAnswer);
+                break;
+            }
+            () = &mut deadline => {
+                relayed.cut = Some(Failure::NoAnswer);
+                break;
+            }
+        }
+    }
+    if relayed.cut.is_some() && !caller_gone {
+        let _ = tx
+            .send(Err(std::io::Error::other("the agent's stream was cut")))
+            .await;
+    }
+    relayed.elapsed = started.elapsed();
+    relayed
 }
 
 /// Sorts a client error: before a connection there was no delivery; after it, a reset or

@@ -194,7 +194,7 @@ impl Proxy {
             if msg.log {
                 self.log_poll(&ws, &msg.caller, &normalized).await;
             }
-            return Reply::poll_queued(&normalized.method);
+            return Reply::poll_queued(&normalized.method, &normalized.body);
         }
         match self.queue_ahead(&ws).await {
             Ahead::Busy => return self.enqueue(&ws, &msg.caller, &normalized, false).await,

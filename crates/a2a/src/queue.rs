@@ -81,7 +81,7 @@ impl Proxy {
                 if drain_now {
                     self.spawn_drain(ws.id);
                 }
-                Reply::queued(queued.id, queued.depth)
+                Reply::queued(queued.id, queued.depth, &normalized.body)
             }
             Err(e) => {
                 tracing::error!(workspace = %ws.id, error = %e, "a2a: cannot queue a message");

@@ -331,6 +331,11 @@ async fn a_busy_target_gets_its_messages_once_when_it_frees_up(db: TestStore) {
     assert_eq!(first.status, 202, "{}", first.body);
     assert_eq!(first.body["queued"], true);
     let queue_id = first.body["queue_id"].as_str().unwrap().to_owned();
+    // Also a JSON-RPC answer: a submitted Task whose id is the queue id.
+    assert_eq!(first.body["jsonrpc"], "2.0");
+    assert_eq!(first.body["result"]["kind"], "task");
+    assert_eq!(first.body["result"]["id"], queue_id.as_str());
+    assert_eq!(first.body["result"]["status"]["state"], "submitted");
     // The same messageId again: the same queued row, no second message.
     let again = a2a(&s, target, None, None, &message("q-1", "one")).await;
     assert_eq!(again.status, 202);
@@ -549,12 +554,28 @@ async fn a_poll_mode_agent_reads_its_messages_from_the_activity_feed(db: TestSto
         .call("POST", "/registry/register", Some(&token), Some(body))
         .await;
     assert_eq!(status, 200, "{reply}");
-    let r = a2a(&s, id, None, None, &message("p-1", "pick me up")).await;
+    let request = json!({
+        "jsonrpc": "2.0",
+        "id": "req-7",
+        "method": "message/send",
+        "params": { "message": { "role": "user", "messageId": "p-1", "contextId": "ctx-1",
+                                 "parts": [{"kind": "text", "text": "pick me up"}] } },
+    });
+    let r = a2a(&s, id, None, None, &request.to_string()).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        r.body,
-        json!({"status": "queued", "delivery_mode": "poll", "method": "message/send"})
-    );
+    // The platform's fields (the canvas reads them) in a valid JSON-RPC 2.0 answer whose
+    // result is an A2A Task in state `submitted`.
+    assert_eq!(r.body["status"], "queued");
+    assert_eq!(r.body["delivery_mode"], "poll");
+    assert_eq!(r.body["method"], "message/send");
+    assert_eq!(r.body["jsonrpc"], "2.0");
+    assert_eq!(r.body["id"], "req-7");
+    assert!(r.body.get("error").is_none());
+    let task = &r.body["result"];
+    assert_eq!(task["kind"], "task");
+    assert_eq!(task["status"]["state"], "submitted");
+    assert_eq!(task["contextId"], "ctx-1");
+    assert!(task["id"].as_str().is_some_and(|t| !t.is_empty()));
     let (status, rows) = s
         .call(
             "GET",
@@ -586,6 +607,14 @@ async fn a_poll_mode_agent_reads_its_messages_from_the_activity_feed(db: TestSto
     assert_eq!(
         rows[0]["request_body"]["params"]["message"]["messageId"],
         "p-2"
+    ); // The A2A 1.0 method name gets the 1.0 shape.
+    let v1 = json!({"jsonrpc": "2.0", "id": 8, "method": "SendMessage",
+        "params": {"message": {"role": "user", "messageId": "p-0", "parts": [{"kind": "text", "text": "v1"}]}}});
+    let r1 = a2a(&s, id, None, None, &v1.to_string()).await;
+    assert_eq!(r1.body["id"], 8);
+    assert_eq!(
+        r1.body["result"]["task"]["status"]["state"],
+        "TASK_STATE_SUBMITTED"
     );
 }
 
@@ -956,7 +985,92 @@ async fn delegation_routes_refuse_missing_rows(db: TestStore) {
     }
 }
 
+/// An agent's `text/event-stream` answer reaches the caller event by event (the agent sends
+/// its second event only after the test has read the first through the proxy), with its
+/// content type, and the stream leaves one activity row when it ends.
+async fn a_streamed_answer_is_relayed_event_by_event(db: TestStore) {
+    let s = dev(db).await;
+    let agent = TestAgent::start().await;
+    let (target, _) = registered(&s, "streamer", &agent.url, None).await;
+    let event = |n: u32, state: &str| {
+        json!({"jsonrpc": "2.0", "id": "s-1", "result": {"kind": "status-update", "taskId": "t",
+               "contextId": "c", "final": state == "completed", "status": {"state": state},
+               "metadata": {"n": n}}})
+    };
+    let events = vec![
+        event(1, "working"),
+        event(2, "working"),
+        event(3, "completed"),
+    ];
+    agent.answer(Answer::Stream(events.clone()));
+    let body = json!({"jsonrpc": "2.0", "id": "s-1", "method": "message/stream",
+        "params": {"message": {"role": "user", "messageId": "m-s", "parts": [{"kind": "text", "text": "go"}]}}});
+    let mut resp = s
+        .http
+        .post(format!("{}/workspaces/{target}/a2a", s.base))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    // The first event arrives while the agent still holds the others back.
+    let first = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .expect("the first event is relayed before the stream ends")
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    assert_eq!(first, format!("data: {}\n\n", events[0]));
+    agent.release(2);
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(
+        rest,
+        format!("data: {}\n\ndata: {}\n\n", events[1], events[2])
+    );
+    // One activity row when the stream ended, whose answer is the last event.
+    eventually("the stream's activity row", || async {
+        let rows = s
+            .state
+            .store
+            .activity()
+            .list(target, &Default::default())
+            .await
+            .unwrap();
+        rows.iter().any(|r| {
+            r.activity_type == "a2a_receive"
+                && r.status == "ok"
+                && r.response_body.as_ref() == Some(&events[2])
+        })
+    })
+    .await;
+    let rows = s
+        .state
+        .store
+        .activity()
+        .list(target, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.activity_type == "a2a_receive")
+            .count(),
+        1
+    );
+}
+
 molecule_store::on_both_backends!(
+    a_streamed_answer_is_relayed_event_by_event,
     out_of_range_numbers_are_refused_not_a_panic,
     delegation_routes_refuse_missing_rows,
     a_message_reaches_the_agent_and_its_answer_comes_back,

@@ -23,6 +23,9 @@ const CALLER_HEADER: &str = "x-workspace-id";
 /// A proxy reply as an HTTP response.
 fn respond(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let molecule_a2a::Body::Stream(stream) = &reply.body {
+        return relay(status, stream);
+    }
     let mut response = (status, reply.body.to_bytes()).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -32,6 +35,23 @@ fn respond(reply: Reply) -> Response {
     if let Some(seconds) = reply.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    response
+}
+
+/// An agent's event stream, passed through chunk by chunk with its content type.
+fn relay(status: StatusCode, stream: &molecule_a2a::reply::Stream) -> Response {
+    let chunks = stream.take();
+    let body = futures_util::stream::unfold(chunks, |chunks| async move {
+        let mut chunks = chunks?;
+        let chunk = chunks.recv().await?;
+        Some((chunk, Some(chunks)))
+    });
+    let mut response = (status, axum::body::Body::from_stream(body)).into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&stream.content_type)
+        .unwrap_or(HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

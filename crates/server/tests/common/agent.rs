@@ -21,6 +21,9 @@ pub enum Answer {
     Status(u16, Value),
     /// Wait until [`TestAgent::release`], then echo.
     Hold,
+    /// A `text/event-stream` of these `data:` events: the first at once, each further one
+    /// only after a [`TestAgent::release`].
+    Stream(Vec<Value>),
 }
 
 #[derive(Clone)]
@@ -119,6 +122,25 @@ async fn handle(State(shared): State<Shared>, body: Bytes) -> Response {
         Answer::Hold => {
             shared.gate.acquire().await.unwrap().forget();
             echo(&request)
+        }
+        Answer::Stream(events) => {
+            let gate = shared.gate.clone();
+            let body = futures_util::stream::unfold((events, 0usize), move |(events, n)| {
+                let gate = gate.clone();
+                async move {
+                    let event = events.get(n)?.clone();
+                    if n > 0 {
+                        gate.acquire().await.unwrap().forget();
+                    }
+                    let chunk = format!("data: {event}\n\n");
+                    Some((Ok::<_, std::io::Error>(chunk), (events, n + 1)))
+                }
+            });
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
         }
     }
 }

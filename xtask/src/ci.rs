@@ -31,6 +31,7 @@ pub fn run() -> anyhow::Result<()> {
     step("cargo deny", || deny(&root))?;
     step("echo agent image", docker_image)?;
     step("moto_server (local EC2 API)", moto)?;
+    step("a2a-sdk (Python A2A SDK)", || a2a_sdk(&root))?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
@@ -134,6 +135,39 @@ fn moto() -> anyhow::Result<()> {
         Path::new("."),
         Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]),
     )
+}
+
+/// The A2A conformance tests (`crates/server/tests/a2a_sdk.rs`) run the real Python A2A SDK:
+/// its pins (`crates/server/tests/a2a_sdk/requirements.txt`) are installed from PyPI into
+/// `python3` when `check.py` beside them finds one missing or at another version.
+fn a2a_sdk(root: &Path) -> anyhow::Result<()> {
+    let dir = root.join("crates/server/tests/a2a_sdk");
+    let check = || {
+        Command::new("python3")
+            .arg(dir.join("check.py"))
+            .output()
+            .context("cannot run python3")
+    };
+    let out = check()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        return Ok(());
+    }
+    println!("installing the a2a-sdk pins from PyPI");
+    run_in(
+        root,
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "-r"])
+            .arg(dir.join("requirements.txt")),
+    )?;
+    let out = check()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("the a2a-sdk pins are still not importable after pip install");
+    }
+    Ok(())
 }
 
 /// Every test of the workspace with nextest. PostgreSQL comes from `TEST_DATABASE_URL` if set;

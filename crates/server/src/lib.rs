@@ -12,6 +12,8 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

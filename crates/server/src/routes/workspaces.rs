@@ -91,13 +91,19 @@ fn valid_template(name: &str) -> bool {
 }
 
 /// Everything `POST /workspaces` checks before it writes anything.
-struct Validated {
-    new: NewWorkspace,
-    secrets: Vec<(String, molecule_store::Secret)>,
-    model: Option<String>,
-    external: bool,
-    url: Option<String>,
-    canvas: Option<(f64, f64)>,
+pub(crate) struct Validated {
+    pub(crate) new: NewWorkspace,
+    pub(crate) secrets: Vec<(String, molecule_store::Secret)>,
+    pub(crate) model: Option<String>,
+    pub(crate) external: bool,
+    pub(crate) url: Option<String>,
+    pub(crate) canvas: Option<(f64, f64)>,
+}
+
+/// Parses and validates a `POST /workspaces` body: everything `create` does before it writes.
+pub(crate) fn parse_create(body: &Bytes) -> ApiResult<Validated> {
+    let request: CreateRequest = body::json(body, "invalid workspace payload")?;
+    validate_create(request)
 }
 
 fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
@@ -239,8 +245,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let request: CreateRequest = body::json(&body, "invalid workspace payload")?;
-    let v = validate_create(request)?;
+    let v = parse_create(&body)?;
     let created = state
         .store
         .workspaces()

@@ -12,6 +12,8 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_server;
 pub mod lifecycle;
 pub mod logging;

@@ -18,15 +18,15 @@ use crate::error::{ApiError, ApiResult, ok_json};
 use crate::lifecycle::LifecycleError;
 
 #[derive(Debug, Default, Deserialize)]
-struct TeamConfig {
+pub(crate) struct TeamConfig {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    sub_workspaces: Vec<SubWorkspace>,
+    pub(crate) sub_workspaces: Vec<SubWorkspace>,
 }
 
 #[derive(Debug, Deserialize)]
-struct SubWorkspace {
+pub(crate) struct SubWorkspace {
     #[serde(default)]
     config: Option<String>,
     #[serde(default)]
@@ -35,9 +35,36 @@ struct SubWorkspace {
     role: Option<String>,
 }
 
+/// Parses a template's `config.yaml`.
+pub(crate) fn parse_config(text: &str) -> Result<TeamConfig, serde_norway::Error> {
+    serde_norway::from_str(text)
+}
+
+/// The sub-workspaces `expand` creates, in order: the name (`name`, else `config`) and role of
+/// each entry (an invalid role dropped); and how many entries were skipped for want of a valid
+/// name.
+pub(crate) fn planned_children(config: TeamConfig) -> (Vec<(String, Option<String>)>, usize) {
+    let mut children = Vec::new();
+    let mut skipped = 0;
+    for entry in config.sub_workspaces {
+        match entry
+            .name
+            .or(entry.config)
+            .filter(|n| validation::name(n).is_ok())
+        {
+            Some(name) => {
+                let role = entry.role.filter(|r| validation::role(r).is_ok());
+                children.push((name, role));
+            }
+            None => skipped += 1,
+        }
+    }
+    (children, skipped)
+}
+
 /// A workspace name as a template folder name: lower case, spaces and dashes as `-`, only
 /// `[a-z0-9_-]` kept.
-fn folder_name(name: &str) -> String {
+pub(crate) fn folder_name(name: &str) -> String {
     name.chars()
         .filter_map(|c| match c {
             'A'..='Z' => Some(c.to_ascii_lowercase()),
@@ -65,7 +92,7 @@ fn find_template(configs: &FsPath, ws_name: &str) -> Option<PathBuf> {
     entries.into_iter().find(|p| {
         std::fs::read_to_string(p)
             .ok()
-            .and_then(|text| serde_norway::from_str::<TeamConfig>(&text).ok())
+            .and_then(|text| parse_config(&text).ok())
             .and_then(|c| c.name)
             .is_some_and(|n| n == ws_name)
     })
@@ -91,8 +118,8 @@ pub(crate) async fn expand(
     let file = find_template(configs, &parent.name).ok_or_else(no_config)?;
     let text = std::fs::read_to_string(&file)
         .map_err(|e| ApiError::internal("failed to read config", &e))?;
-    let config: TeamConfig = serde_norway::from_str(&text)
-        .map_err(|e| ApiError::internal("failed to parse config", &e))?;
+    let config =
+        parse_config(&text).map_err(|e| ApiError::internal("failed to parse config", &e))?;
     if config.sub_workspaces.is_empty() {
         return Err(ApiError::bad_request(
             "workspace has no sub_workspaces defined in config",
@@ -102,16 +129,11 @@ pub(crate) async fn expand(
     let runtime =
         Runtime::new(parent.runtime.clone()).unwrap_or_else(|_| Runtime::default_runtime());
     let mut children = Vec::new();
-    for entry in config.sub_workspaces {
-        let Some(name) = entry
-            .name
-            .or(entry.config)
-            .filter(|n| validation::name(n).is_ok())
-        else {
-            tracing::warn!(workspace = %id, "expand: skipped a sub-workspace without a valid name");
-            continue;
-        };
-        let role = entry.role.filter(|r| validation::role(r).is_ok());
+    let (planned, skipped) = planned_children(config);
+    if skipped > 0 {
+        tracing::warn!(workspace = %id, skipped, "expand: skipped sub-workspaces without a valid name");
+    }
+    for (name, role) in planned {
         let mut new = NewWorkspace::named(name);
         new.role = role.clone();
         new.tier = tier;

@@ -71,14 +71,24 @@ const SYSTEM_DIRS: &[&str] = &[
     "/etc", "/var", "/proc", "/sys", "/dev", "/boot", "/sbin", "/bin", "/lib", "/usr",
 ];
 
+/// An absolute host path without `..`, neither `/` nor equal to or under a system directory.
+/// The check is on the path's components, so `//etc` and `/./etc` are `/etc` as they are for
+/// the kernel (the string prefix check let them through).
 fn valid_workspace_dir(dir: &str) -> bool {
+    use std::path::Component;
     let path = std::path::Path::new(dir);
-    path.is_absolute()
-        && !dir.split('/').any(|c| c == "..")
-        && dir != "/"
-        && !SYSTEM_DIRS
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return false;
+    }
+    let first = path.components().find_map(|c| match c {
+        Component::Normal(name) => name.to_str(),
+        _ => None,
+    });
+    first.is_some_and(|first| {
+        !SYSTEM_DIRS
             .iter()
-            .any(|d| dir == *d || dir.starts_with(&format!("{d}/")))
+            .any(|d| d.strip_prefix('/') == Some(first))
+    })
 }
 
 fn valid_template(name: &str) -> bool {
@@ -91,13 +101,19 @@ fn valid_template(name: &str) -> bool {
 }
 
 /// Everything `POST /workspaces` checks before it writes anything.
-struct Validated {
-    new: NewWorkspace,
-    secrets: Vec<(String, molecule_store::Secret)>,
-    model: Option<String>,
-    external: bool,
-    url: Option<String>,
-    canvas: Option<(f64, f64)>,
+pub(crate) struct Validated {
+    pub(crate) new: NewWorkspace,
+    pub(crate) secrets: Vec<(String, molecule_store::Secret)>,
+    pub(crate) model: Option<String>,
+    pub(crate) external: bool,
+    pub(crate) url: Option<String>,
+    pub(crate) canvas: Option<(f64, f64)>,
+}
+
+/// Parses and validates a `POST /workspaces` body: everything `create` does before it writes.
+pub(crate) fn parse_create(body: &Bytes) -> ApiResult<Validated> {
+    let request: CreateRequest = body::json(body, "invalid workspace payload")?;
+    validate_create(request)
 }
 
 fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
@@ -233,8 +249,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let request: CreateRequest = body::json(&body, "invalid workspace payload")?;
-    let v = validate_create(request)?;
+    let v = parse_create(&body)?;
     let created = state
         .store
         .workspaces()
@@ -890,5 +905,57 @@ pub(crate) async fn bootstrap_failed(
             json!({ "ok": true, "no_change": true }),
         )),
         Err(e) => Err(ApiError::internal("db update failed", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(body: &[u8]) -> String {
+        match parse_create(&Bytes::copy_from_slice(body)) {
+            Ok(_) => panic!("accepted {}", String::from_utf8_lossy(body)),
+            Err(e) => {
+                assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+                format!("{e:?}")
+            }
+        }
+    }
+
+    /// Inputs of the `create_validation` fuzz target (fuzz/): a system directory spelled with
+    /// an empty or `.` component passed the string prefix check.
+    #[test]
+    fn system_directories_are_refused_however_spelled() {
+        for body in [
+            &br#"{"name":"x","workspace_dir":"//etc"}"#[..],
+            br#"{"name":"x","workspace_dir":"/./etc"}"#,
+            br#"{"name":"x","workspace_dir":"//proc/self"}"#,
+            br#"{"name":"x","workspace_dir":"/usr//"}"#,
+            br#"{"name":"x","workspace_dir":"//"}"#,
+            br#"{"name":"x","workspace_dir":"/."}"#,
+            br#"{"name":"x","workspace_dir":"/etc"}"#,
+            br#"{"name":"x","workspace_dir":"/var/lib/x"}"#,
+            br#"{"name":"x","workspace_dir":"/home/../etc"}"#,
+            br#"{"name":"x","workspace_dir":"home/x"}"#,
+        ] {
+            assert!(
+                refusal(body).contains("invalid workspace directory"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_directories_pass() {
+        for dir in [
+            "/home/user/project",
+            "/etcetera",
+            "/srv/./data",
+            "/opt//x",
+            "/usr2",
+        ] {
+            assert!(valid_workspace_dir(dir), "{dir}");
+        }
     }
 }

@@ -139,11 +139,16 @@ struct ClientRun {
     shown: String,
 }
 
-/// Runs `client.py URL MODE TEXT`.
+/// Runs `client.py URL MODE TEXT` speaking A2A 0.3 (`message/send`, `message/stream`).
 async fn client(url: &str, mode: &str, text: &str) -> ClientRun {
+    client_as(url, mode, text, "0.3").await
+}
+
+/// Runs `client.py URL MODE TEXT --protocol PROTOCOL`.
+async fn client_as(url: &str, mode: &str, text: &str, protocol: &str) -> ClientRun {
     let mut cmd = Command::new("python3");
     cmd.arg(script("client.py"))
-        .args([url, mode, text])
+        .args([url, mode, text, "--protocol", protocol])
         .stdin(Stdio::null());
     let out = output(cmd).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -302,7 +307,48 @@ async fn an_sdk_client_accepts_the_answer_for_a_poll_mode_target(db: TestStore) 
 }
 
 molecule_store::on_both_backends!(
+    an_sdk_client_speaking_a2a_1_0_is_served,
     an_sdk_client_accepts_the_answer_of_an_sdk_agent,
     an_sdk_client_receives_the_stream_of_an_sdk_agent_event_by_event,
     an_sdk_client_accepts_the_answer_for_a_poll_mode_target,
 );
+
+/// An SDK client speaking A2A 1.0 (`SendMessage`, `SendStreamingMessage`, `A2A-Version: 1.0`)
+/// through the proxy: the proxy tells the agent the version, so the agent serves the 1.0
+/// methods, and a poll-mode target's queued answer is a 1.0 Task.
+async fn an_sdk_client_speaking_a2a_1_0_is_served(db: TestStore) {
+    require_sdk().await;
+    let s = dev(db).await;
+    let agent = SdkAgent::start().await;
+    let id = register(&s, "sdk-v1", Some(&agent.url)).await;
+    let url = proxy_url(&s, id);
+    let run = client_as(&url, "send", "hello one", "1.0").await;
+    assert!(run.ok, "{}", run.shown);
+    assert!(
+        events(&run)
+            .iter()
+            .any(|e| texts(e).contains(&"echo: hello one")),
+        "{}",
+        run.shown
+    );
+    let run = client_as(&url, "stream", "hello stream one", "1.0").await;
+    assert!(run.ok, "{}", run.shown);
+    let streamed = events(&run);
+    assert!(streamed.len() >= 3, "{}", run.shown);
+    assert!(
+        streamed
+            .iter()
+            .any(|e| texts(e).contains(&"echo: hello stream one")),
+        "{}",
+        run.shown
+    );
+    let poller = register(&s, "sdk-v1-poller", None).await;
+    let run = client_as(
+        &proxy_url(&s, poller),
+        "send-expect-submitted",
+        "later",
+        "1.0",
+    )
+    .await;
+    assert!(run.ok, "{}", run.shown);
+}

@@ -112,6 +112,16 @@ pub struct Limits {
 /// The header naming the A2A protocol version of a request.
 pub const A2A_VERSION_HEADER: &str = "A2A-Version";
 
+impl Limits {
+    /// Completes at the deadline; never without one.
+    async fn deadline_reached(self) {
+        match self.deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Posts `body` to `url` (with `A2A-Version: version` when given) and reads the answer,
 /// resetting the idle timer on each signal from `events`.
 pub async fn deliver(
@@ -172,12 +182,7 @@ pub async fn deliver(
     tokio::pin!(exchange);
     let idle = tokio::time::sleep(limits.idle);
     tokio::pin!(idle);
-    let deadline = async {
-        match limits.deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = limits.deadline_reached();
     tokio::pin!(deadline);
     let result = loop {
         tokio::select! {
@@ -244,12 +249,7 @@ pub async fn relay(
     };
     let idle = tokio::time::sleep(limits.idle);
     tokio::pin!(idle);
-    let deadline = async {
-        match limits.deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = limits.deadline_reached();
     tokio::pin!(deadline);
     let mut caller_gone = false;
     loop {

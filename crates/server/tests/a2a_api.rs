@@ -840,18 +840,7 @@ async fn strict(db: TestStore) -> TestServer {
 /// A workspace the fake backend started, online at `url`, with the token it was given.
 async fn started_online(s: &TestServer, name: &str, url: &str) -> (WorkspaceId, String) {
     let id = s.create(json!({ "name": name })).await;
-    s.backend().wait_for(|b| b.started(id) == 1).await;
-    let token = s
-        .backend()
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.workspace_id == id)
-        .and_then(|r| r.auth_token.clone())
-        .unwrap()
-        .expose()
-        .to_owned();
+    let token = s.backend().token_of(id).await;
     online_at(s, id, url).await;
     (id, token)
 }

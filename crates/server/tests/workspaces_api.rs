@@ -522,18 +522,7 @@ async fn register_never_creates_and_always_needs_a_credential(db: TestStore) {
 async fn a_registering_agent_brings_its_workspace_online(db: TestStore) {
     let s = server(db).await;
     let id = s.create(json!({"name": "phoenix"})).await;
-    s.backend().wait_for(|b| b.started(id) >= 1).await;
-    let token = s
-        .backend()
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|r| r.workspace_id == id)
-        .and_then(|r| r.auth_token.clone())
-        .unwrap()
-        .expose()
-        .to_owned();
+    let token = s.backend().token_of(id).await;
     // The provision timed out, say; then the agent comes up after all.
     s.state
         .store
@@ -1501,19 +1490,7 @@ async fn provision_failure_hides_backend_text(db: TestStore) {
 /// Creates a workspace, waits for its provision and registers it; returns id and token.
 async fn online_workspace(s: &TestServer, name: &str) -> (WorkspaceId, String) {
     let id = s.create(json!({"name": name})).await;
-    s.backend().wait_for(|b| b.started(id) >= 1).await;
-    let token = s
-        .backend()
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|r| r.workspace_id == id)
-        .and_then(|r| r.auth_token.clone())
-        .unwrap()
-        .expose()
-        .to_owned();
+    let token = s.backend().token_of(id).await;
     let (status, reply) = s
         .call(
             "POST",

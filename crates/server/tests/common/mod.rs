@@ -61,6 +61,21 @@ impl FakeBackend {
         }
     }
 
+    /// Waits for the first start of `id` and answers the auth token of its latest start.
+    pub async fn token_of(&self, id: WorkspaceId) -> String {
+        self.wait_for(|b| b.started(id) >= 1).await;
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.workspace_id == id)
+            .and_then(|r| r.auth_token.clone())
+            .expect("the start carried a token")
+            .expose()
+            .to_owned()
+    }
+
     pub fn start_count(&self) -> usize {
         self.starts.lock().unwrap().len()
     }

@@ -312,13 +312,25 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
         "/workspaces/{id}/delegations/{delegation_id}/update",
         Guard::Workspace,
     ),
+    ("POST", "/workspaces/{id}/approvals", Guard::Workspace),
+    ("GET", "/workspaces/{id}/approvals", Guard::Workspace),
+    (
+        "POST",
+        "/workspaces/{id}/approvals/{approval_id}/decide",
+        Guard::Workspace,
+    ),
+    ("GET", "/approvals/pending", Guard::Admin),
+    ("GET", "/canvas/viewport", Guard::Public),
+    ("PUT", "/canvas/viewport", Guard::Admin),
+    ("GET", "/workspaces/{id}/config", Guard::Workspace),
+    ("PATCH", "/workspaces/{id}/config", Guard::Workspace),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
     use routes::{
-        a2a, activity, admin, discovery, events, org_tokens, registry, secrets, system, team,
-        tokens, workspaces,
+        a2a, activity, admin, approvals, canvas, discovery, events, org_tokens, registry, secrets,
+        system, team, tokens, workspaces,
     };
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
@@ -387,6 +399,14 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("POST", "/workspaces/{id}/delegations/{delegation_id}/update") => {
             post(a2a::update_delegation)
         }
+        ("POST", "/workspaces/{id}/approvals") => post(approvals::create),
+        ("GET", "/workspaces/{id}/approvals") => get(approvals::list),
+        ("POST", "/workspaces/{id}/approvals/{approval_id}/decide") => post(approvals::decide),
+        ("GET", "/approvals/pending") => get(approvals::pending),
+        ("GET", "/canvas/viewport") => get(canvas::viewport),
+        ("PUT", "/canvas/viewport") => put(canvas::save_viewport),
+        ("GET", "/workspaces/{id}/config") => get(canvas::config),
+        ("PATCH", "/workspaces/{id}/config") => patch(canvas::patch_config),
         _ => return None,
     })
 }

@@ -9,6 +9,8 @@
 #[macro_use]
 mod db;
 mod activity;
+mod approvals;
+mod canvas;
 mod cipher;
 mod error;
 mod events;
@@ -33,6 +35,8 @@ pub use activity::{
     Activity, ActivityQuery, ActivityRow, DELEGATION_TYPE, DelegationChange, METHOD_DELEGATE,
     METHOD_DELEGATE_RESULT, NewActivity, SourceFilter,
 };
+pub use approvals::{APPROVAL_LIST_LIMIT, Approval, Approvals, NewApproval, Undecided};
+pub use canvas::{Canvas, VIEWPORT_ID, Viewport};
 pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
@@ -103,7 +107,17 @@ impl Store {
         Workspaces::new(&self.db, self.key.as_deref())
     }
 
-    /// The canvas layouts.
+    /// The approval requests.
+    pub fn approvals(&self) -> Approvals<'_> {
+        Approvals::new(&self.db)
+    }
+
+    /// The canvas viewport and workspace config blobs.
+    pub fn canvas(&self) -> Canvas<'_> {
+        Canvas::new(&self.db)
+    }
+
+    /// Canvas positions.
     pub fn layouts(&self) -> Layouts<'_> {
         Layouts::new(&self.db)
     }

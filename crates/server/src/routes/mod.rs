@@ -3,6 +3,8 @@
 pub(crate) mod a2a;
 pub(crate) mod activity;
 pub(crate) mod admin;
+pub(crate) mod approvals;
+pub(crate) mod canvas;
 pub(crate) mod discovery;
 pub(crate) mod events;
 pub(crate) mod org_tokens;

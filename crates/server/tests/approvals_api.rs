@@ -282,10 +282,7 @@ async fn the_viewport_is_saved_and_validated(db: TestStore) {
     for (raw, error) in [
         ("nope", "invalid viewport data"),
         (r#"{"x": "a"}"#, "invalid viewport data"),
-        (
-            r#"{"x": 1e999, "zoom": 1}"#,
-            "viewport values must be finite numbers",
-        ),
+        (r#"{"x": 1e999, "zoom": 1}"#, "invalid viewport data"),
         (r#"{"x": 1, "zoom": 0}"#, "zoom must be greater than 0"),
         (r#"{"x": 1, "zoom": -2}"#, "zoom must be greater than 0"),
     ] {

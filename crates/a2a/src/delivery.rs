@@ -160,7 +160,7 @@ impl Proxy {
     /// The address policy for a target: a loopback URL on a workspace the platform runs
     /// itself was published by its own provisioner (registration never accepts loopback
     /// outside dev mode), so it is allowed.
-    fn policy_for(&self, ws: &Workspace, url: &str) -> UrlPolicy {
+    pub(crate) fn policy_for(&self, ws: &Workspace, url: &str) -> UrlPolicy {
         let mut policy = self.inner.settings.policy;
         if ws.runtime != Runtime::EXTERNAL && url.starts_with("http://127.0.0.1:") {
             policy.dev_mode = true;
@@ -207,6 +207,16 @@ impl Proxy {
             }
         }
         if (200..300).contains(&status) {
+            if let Some((input_tokens, output_tokens)) =
+                parsed.as_ref().and_then(crate::usage::usage_of)
+            {
+                let sample = crate::usage::Sample {
+                    workspace: ws.id,
+                    input_tokens,
+                    output_tokens,
+                };
+                inner.usage.record(&inner.store, sample);
+            }
             return Delivery::new(Reply::agent(status, body), Verdict::Delivered);
         }
         if status == 429 {

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod delegation;
 pub mod delivery;
 pub mod dispatch;
+pub mod fetch;
 pub mod log;
 pub mod normalize;
 pub mod platform;
@@ -15,6 +16,7 @@ pub mod proxy;
 pub mod queue;
 pub mod reply;
 pub mod ssrf;
+pub mod usage;
 
 pub use caller::Caller;
 pub use platform::Platform;

@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     /// Workspaces whose queue a task of this process is draining, each with "another drain
     /// was asked for meanwhile".
     pub(crate) draining: Mutex<HashMap<WorkspaceId, bool>>,
+    /// Token usage from answers, on its way to the background writer.
+    pub(crate) usage: crate::usage::Recorder,
 }
 
 impl Proxy {
@@ -115,6 +117,7 @@ impl Proxy {
                 settings,
                 capabilities: Mutex::new(HashMap::new()),
                 draining: Mutex::new(HashMap::new()),
+                usage: crate::usage::Recorder::new(),
             }),
         }
     }

@@ -114,6 +114,12 @@ pub struct AppState {
     pub org_mint_limiter: rate_limit::RateLimiter<IpAddr>,
     /// The A2A proxy, queue and delegations.
     pub a2a: molecule_a2a::Proxy,
+    /// Langfuse, when configured (`GET …/traces`).
+    pub langfuse: Option<Arc<crate::observability::Langfuse>>,
+    /// The audit ledger key, when `AUDIT_LEDGER_SALT` is set.
+    pub audit_key: Option<crate::observability::AuditKey>,
+    /// A client for operator-configured upstreams (Langfuse).
+    pub http_client: reqwest::Client,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -161,7 +167,23 @@ impl AppState {
             http: Arc::new(http),
             metrics: Metrics::new(),
             supervisor: Supervisor::new(),
+            langfuse: None,
+            audit_key: None,
+            http_client: reqwest::Client::new(),
         }
+    }
+
+    /// The same state with Langfuse (traces) and the audit ledger salt, when configured.
+    pub fn with_observability(
+        mut self,
+        langfuse: Option<crate::observability::Langfuse>,
+        audit_salt: Option<String>,
+    ) -> Self {
+        self.langfuse = langfuse.map(Arc::new);
+        self.audit_key = audit_salt
+            .filter(|s| !s.is_empty())
+            .map(crate::observability::AuditKey::new);
+        self
     }
 
     /// The same state with these HTTP settings (and a fresh global limiter for them).
@@ -324,13 +346,21 @@ pub const ROUTES: &[(&str, &str, Guard)] = &[
     ("PUT", "/canvas/viewport", Guard::Admin),
     ("GET", "/workspaces/{id}/config", Guard::Workspace),
     ("PATCH", "/workspaces/{id}/config", Guard::Workspace),
+    ("POST", "/workspaces/{id}/agent", Guard::Workspace),
+    ("PATCH", "/workspaces/{id}/agent", Guard::Workspace),
+    ("DELETE", "/workspaces/{id}/agent", Guard::Workspace),
+    ("POST", "/workspaces/{id}/agent/move", Guard::Workspace),
+    ("GET", "/workspaces/{id}/metrics", Guard::Workspace),
+    ("GET", "/workspaces/{id}/traces", Guard::Workspace),
+    ("GET", "/workspaces/{id}/transcript", Guard::Workspace),
+    ("GET", "/workspaces/{id}/audit", Guard::Workspace),
 ];
 
 /// The handler of one table entry.
 fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
     use routes::{
-        a2a, activity, admin, approvals, canvas, discovery, events, org_tokens, registry, secrets,
-        system, team, tokens, workspaces,
+        a2a, activity, admin, agents, approvals, canvas, discovery, events, observe, org_tokens,
+        registry, secrets, system, team, tokens, workspaces,
     };
     Some(match (method, path) {
         ("GET", "/health") => get(system::health),
@@ -407,6 +437,14 @@ fn handler(method: &str, path: &str) -> Option<MethodRouter<AppState>> {
         ("PUT", "/canvas/viewport") => put(canvas::save_viewport),
         ("GET", "/workspaces/{id}/config") => get(canvas::config),
         ("PATCH", "/workspaces/{id}/config") => patch(canvas::patch_config),
+        ("POST", "/workspaces/{id}/agent") => post(agents::assign),
+        ("PATCH", "/workspaces/{id}/agent") => patch(agents::replace),
+        ("DELETE", "/workspaces/{id}/agent") => delete(agents::remove),
+        ("POST", "/workspaces/{id}/agent/move") => post(agents::move_to),
+        ("GET", "/workspaces/{id}/metrics") => get(observe::metrics),
+        ("GET", "/workspaces/{id}/traces") => get(observe::traces),
+        ("GET", "/workspaces/{id}/transcript") => get(observe::transcript),
+        ("GET", "/workspaces/{id}/audit") => get(observe::audit),
         _ => return None,
     })
 }

@@ -121,6 +121,23 @@ pub struct Config {
     #[arg(long, env = "CONFIGS_DIR")]
     pub configs_dir: Option<PathBuf>,
 
+    /// Langfuse base URL for `GET /workspaces/:id/traces` (with the two keys below).
+    #[arg(long, env = "LANGFUSE_HOST")]
+    pub langfuse_host: Option<String>,
+
+    /// Langfuse public key.
+    #[arg(long, env = "LANGFUSE_PUBLIC_KEY")]
+    pub langfuse_public_key: Option<String>,
+
+    /// Langfuse secret key.
+    #[arg(long, env = "LANGFUSE_SECRET_KEY", hide_env_values = true)]
+    pub langfuse_secret_key: Option<String>,
+
+    /// The audit ledger's HMAC salt (shared with the agent runtime): `GET …/audit` verifies
+    /// the chain with it; unset: `chain_valid` is null.
+    #[arg(long, env = "AUDIT_LEDGER_SALT", hide_env_values = true)]
+    pub audit_ledger_salt: Option<String>,
+
     /// Seconds a workspace may stay in `provisioning` before it is marked failed.
     #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 600)]
     pub provision_timeout_seconds: u64,
@@ -193,6 +210,16 @@ impl Config {
             },
         };
         std::time::Duration::from_secs(secs)
+    }
+
+    /// Langfuse, when its host and both keys are set.
+    pub fn langfuse(&self) -> Option<crate::observability::Langfuse> {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        Some(crate::observability::Langfuse {
+            host: set(&self.langfuse_host)?,
+            public_key: set(&self.langfuse_public_key)?,
+            secret_key: set(&self.langfuse_secret_key)?,
+        })
     }
 
     /// The A2A settings: the idle window and the address policy of this deployment.

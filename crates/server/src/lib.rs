@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+pub mod observability;
 mod routes;
 pub mod secret_key;
 mod shutdown;
@@ -85,7 +86,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(HttpSettings::from_config(&config))
         .with_a2a_settings(config.a2a_settings())
-        .with_configs_dir(config.configs_dir());
+        .with_configs_dir(config.configs_dir())
+        .with_observability(config.langfuse(), config.audit_ledger_salt.clone());
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

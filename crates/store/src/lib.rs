@@ -9,7 +9,9 @@
 #[macro_use]
 mod db;
 mod activity;
+mod agents;
 mod approvals;
+mod audit;
 mod canvas;
 mod cipher;
 mod error;
@@ -26,6 +28,7 @@ mod secrets;
 mod tokens;
 mod types;
 mod url;
+mod usage;
 mod workspaces;
 
 #[cfg(feature = "testing")]
@@ -35,7 +38,9 @@ pub use activity::{
     Activity, ActivityQuery, ActivityRow, DELEGATION_TYPE, DelegationChange, METHOD_DELEGATE,
     METHOD_DELEGATE_RESULT, NewActivity, SourceFilter,
 };
+pub use agents::{AgentRecord, AgentRefusal, Agents};
 pub use approvals::{APPROVAL_LIST_LIMIT, Approval, Approvals, NewApproval, Undecided};
+pub use audit::{Audit, AuditEvent, AuditQuery};
 pub use canvas::{Canvas, VIEWPORT_ID, Viewport};
 pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
 pub use error::{ConnectError, StoreError};
@@ -52,6 +57,7 @@ pub use queue::{
 pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
+pub use usage::{DailyUsage, Usage, UsageDelta, day_start};
 pub use workspaces::{
     NewWorkspace, StatusChange, Transition, Workspace, WorkspaceUpdate, Workspaces,
 };
@@ -105,6 +111,21 @@ impl Store {
     /// The workspaces repository.
     pub fn workspaces(&self) -> Workspaces<'_> {
         Workspaces::new(&self.db, self.key.as_deref())
+    }
+
+    /// The agent model records.
+    pub fn agents(&self) -> Agents<'_> {
+        Agents::new(&self.db)
+    }
+
+    /// The audit ledger.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit::new(&self.db)
+    }
+
+    /// Token usage per workspace and day.
+    pub fn usage(&self) -> Usage<'_> {
+        Usage::new(&self.db)
     }
 
     /// The approval requests.

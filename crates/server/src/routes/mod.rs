@@ -3,10 +3,12 @@
 pub(crate) mod a2a;
 pub(crate) mod activity;
 pub(crate) mod admin;
+pub(crate) mod agents;
 pub(crate) mod approvals;
 pub(crate) mod canvas;
 pub(crate) mod discovery;
 pub(crate) mod events;
+pub(crate) mod observe;
 pub(crate) mod org_tokens;
 pub(crate) mod registry;
 pub(crate) mod secrets;

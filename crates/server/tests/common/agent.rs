@@ -59,6 +59,7 @@ impl TestAgent {
         };
         let app = Router::new()
             .route("/", post(handle))
+            .route("/transcript", axum::routing::get(transcript))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -159,6 +160,28 @@ fn echo(request: &Value) -> Response {
             "messageId": uuid::Uuid::new_v4().to_string(),
             "parts": [{ "kind": "text", "text": format!("echo: {text}") }],
         },
+    }))
+    .into_response()
+}
+
+/// `GET /transcript`: what the agent was asked (query and `Authorization`), in the runtime's
+/// transcript shape.
+async fn transcript(
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    axum::Json(json!({
+        "runtime": "test",
+        "supported": true,
+        "lines": [{"type": "user", "content": "hello"}],
+        "cursor": 1,
+        "more": false,
+        "query": query,
+        "authorization": auth,
     }))
     .into_response()
 }

@@ -141,15 +141,14 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     let s =
         TestServer::start_with_backend(db, false, Some(ec2.clone() as Arc<dyn Provisioner>), |s| s)
             .await;
-    let (status, reply) = s
-        .call(
-            "PUT",
-            "/settings/secrets",
-            Some(ADMIN),
-            Some(json!({"key": "OPENAI_API_KEY", "value": "sk-never-in-user-data"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    // Stored directly: through the route, the secret change's background restart of the
+    // workspaces that use it could race the create below and start a second instance.
+    s.state
+        .store
+        .secrets()
+        .set_global("OPENAI_API_KEY", "sk-never-in-user-data")
+        .await
+        .unwrap();
 
     // Create → an instance with the workspace's tags and user-data; its id is on the row.
     let id = s

@@ -856,6 +856,36 @@ for r in rows:
         .collect()
 }
 
+/// A ledger record from the runtime's JSON form of it (its time a quarter second past the
+/// whole second the JSON names, which the canonical form truncates).
+fn audit_event(
+    row: &Value,
+    hmac: &str,
+    ws: molecule_domain::WorkspaceId,
+) -> molecule_store::AuditEvent {
+    let text = |k: &str| row[k].as_str().map(str::to_owned);
+    molecule_store::AuditEvent {
+        id: text("id").unwrap(),
+        timestamp: time::OffsetDateTime::parse(
+            row["timestamp"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+            + time::Duration::milliseconds(250),
+        agent_id: text("agent_id").unwrap(),
+        session_id: text("session_id").unwrap(),
+        operation: text("operation").unwrap(),
+        input_hash: text("input_hash"),
+        output_hash: text("output_hash"),
+        model_used: text("model_used"),
+        human_oversight_flag: row["human_oversight_flag"].as_bool().unwrap(),
+        risk_flag: row["risk_flag"].as_bool().unwrap(),
+        prev_hmac: text("prev_hmac"),
+        hmac: hmac.to_owned(),
+        workspace_id: ws,
+    }
+}
+
 async fn the_audit_chain_is_verified_as_the_runtime_writes_it(db: TestStore) {
     const SALT: &str = "ledger-salt";
     let s = TestServer::start_configured(
@@ -888,26 +918,7 @@ async fn the_audit_chain_is_verified_as_the_runtime_writes_it(db: TestStore) {
         rows.push((row, hmac));
     }
     for (row, hmac) in &rows {
-        let event = molecule_store::AuditEvent {
-            id: row["id"].as_str().unwrap().into(),
-            timestamp: time::OffsetDateTime::parse(
-                row["timestamp"].as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .unwrap()
-                + time::Duration::milliseconds(250),
-            agent_id: row["agent_id"].as_str().unwrap().into(),
-            session_id: "s1".into(),
-            operation: row["operation"].as_str().unwrap().into(),
-            input_hash: Some("ih".into()),
-            output_hash: None,
-            model_used: row["model_used"].as_str().map(str::to_owned),
-            human_oversight_flag: row["human_oversight_flag"].as_bool().unwrap(),
-            risk_flag: false,
-            prev_hmac: row["prev_hmac"].as_str().map(str::to_owned),
-            hmac: hmac.clone(),
-            workspace_id: ws,
-        };
+        let event = audit_event(row, hmac, ws);
         s.state.store.audit().record(&event).await.unwrap();
     }
     let path = format!("/workspaces/{ws}/audit");
@@ -957,21 +968,13 @@ async fn the_audit_chain_is_verified_as_the_runtime_writes_it(db: TestStore) {
         )
     );
     // A tampered record breaks the chain.
-    let tampered = molecule_store::AuditEvent {
-        id: "ev-9".into(),
-        timestamp: time::OffsetDateTime::now_utc(),
-        agent_id: "a2".into(),
-        session_id: "s1".into(),
-        operation: "tool_call".into(),
-        input_hash: None,
-        output_hash: None,
-        model_used: None,
-        human_oversight_flag: false,
-        risk_flag: false,
-        prev_hmac: Some(rows[1].1.clone()),
-        hmac: "0".repeat(64),
-        workspace_id: ws,
-    };
+    let forged = json!({
+        "agent_id": "a2", "human_oversight_flag": false, "id": "ev-9", "input_hash": null,
+        "model_used": null, "operation": "tool_call", "output_hash": null,
+        "prev_hmac": rows[1].1, "risk_flag": false, "session_id": "s1",
+        "timestamp": "2026-12-02T10:00:09Z",
+    });
+    let tampered = audit_event(&forged, &"0".repeat(64), ws);
     s.state.store.audit().record(&tampered).await.unwrap();
     let (_, reply) = s.call("GET", &path, Some(ADMIN), None).await;
     assert_eq!(reply["chain_valid"], false);

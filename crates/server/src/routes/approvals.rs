@@ -33,18 +33,6 @@ struct Decision {
     decided_by: Option<String>,
 }
 
-/// The workspace named in the path, which must exist and not be removed.
-async fn live_workspace(state: &AppState, id: WorkspaceId) -> ApiResult<molecule_store::Workspace> {
-    state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .map_err(|e| ApiError::internal("query failed", &e))?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))
-}
-
 /// `POST /workspaces/:id/approvals` `{action, task_id?, reason?, context?}` → 201.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -64,7 +52,7 @@ pub(crate) async fn create(
     {
         return Err(ApiError::bad_request("context must be a JSON object"));
     }
-    let ws = live_workspace(&state, id).await?;
+    let ws = super::live_workspace(&state, id, "query failed").await?;
     let new = NewApproval {
         action: action.clone(),
         task_id: req.task_id.clone(),

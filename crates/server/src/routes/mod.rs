@@ -29,3 +29,20 @@ pub(crate) fn request_origin(headers: &axum::http::HeaderMap) -> String {
         .unwrap_or("localhost");
     format!("http://{}", host.trim_end_matches('/'))
 }
+
+/// The workspace `id` when it exists and is not removed; else 404 `workspace not found`. A
+/// store failure is a 500 with `failure` as its message.
+pub(crate) async fn live_workspace(
+    state: &crate::app::AppState,
+    id: molecule_domain::WorkspaceId,
+    failure: &str,
+) -> crate::error::ApiResult<molecule_store::Workspace> {
+    state
+        .store
+        .workspaces()
+        .get(id)
+        .await
+        .map_err(|e| crate::error::ApiError::internal(failure, &e))?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| crate::error::ApiError::not_found("workspace not found"))
+}

@@ -21,20 +21,6 @@ const LANGFUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// The default and largest page of the audit ledger.
 const AUDIT_LIMIT: (i64, i64) = (100, 500);
 
-async fn live_workspace(
-    state: &AppState,
-    id: molecule_domain::WorkspaceId,
-) -> ApiResult<molecule_store::Workspace> {
-    state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .map_err(|e| ApiError::internal("failed to verify workspace", &e))?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))
-}
-
 fn seconds(t: time::OffsetDateTime) -> String {
     t.replace_nanosecond(0)
         .unwrap_or(t)
@@ -48,7 +34,7 @@ pub(crate) async fn metrics(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let id = body::workspace_id(&id)?;
-    live_workspace(&state, id).await?;
+    super::live_workspace(&state, id, "failed to verify workspace").await?;
     let start = day_start(time::OffsetDateTime::now_utc());
     let usage = state
         .store
@@ -131,14 +117,7 @@ pub(crate) async fn transcript(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let id = body::workspace_id(&id)?;
-    let ws = state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .map_err(|e| ApiError::internal("query failed", &e))?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let ws = super::live_workspace(&state, id, "query failed").await?;
     let forwarded: Vec<(&str, String)> = ["since", "limit"]
         .into_iter()
         .filter_map(|k| query.get(k).map(|v| (k, v.clone())))

@@ -742,6 +742,30 @@ async fn fake_langfuse(fail: bool) -> String {
     url
 }
 
+/// A strict-mode server with these observability settings.
+async fn observed(
+    db: TestStore,
+    langfuse: Option<molecule_server::observability::Langfuse>,
+    salt: Option<&str>,
+) -> TestServer {
+    let salt = salt.map(str::to_owned);
+    TestServer::start_configured(
+        db,
+        Options {
+            backend: true,
+            dev: false,
+        },
+        |st| st.with_observability(langfuse, salt),
+    )
+    .await
+}
+
+/// `GET /workspaces/:id/traces` as admin.
+async fn traces_of(s: &TestServer, id: molecule_domain::WorkspaceId) -> (u16, Value) {
+    let path = format!("/workspaces/{id}/traces");
+    s.call("GET", &path, Some(ADMIN), None).await
+}
+
 async fn traces_come_from_langfuse_or_a_clear_503(db: TestStore) {
     let langfuse = |host: String| molecule_server::observability::Langfuse {
         host,
@@ -750,24 +774,9 @@ async fn traces_come_from_langfuse_or_a_clear_503(db: TestStore) {
     };
     let up = fake_langfuse(false).await;
     let down = fake_langfuse(true).await;
-    let s = TestServer::start_configured(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-        |st| st.with_observability(Some(langfuse(up)), None),
-    )
-    .await;
+    let s = observed(db, Some(langfuse(up)), None).await;
     let id = s.create(json!({"name": "traced"})).await;
-    let (status, page) = s
-        .call(
-            "GET",
-            &format!("/workspaces/{id}/traces"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, page) = traces_of(&s, id).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["data"][0]["id"], "trace-1");
     let q = page["data"][0]["query"].as_str().unwrap();
@@ -780,24 +789,9 @@ async fn traces_come_from_langfuse_or_a_clear_503(db: TestStore) {
         .await;
     assert_eq!(status, 401);
 
-    let failing = TestServer::start_configured(
-        TestStore::sqlite().await,
-        Options {
-            backend: true,
-            dev: false,
-        },
-        |st| st.with_observability(Some(langfuse(down)), None),
-    )
-    .await;
+    let failing = observed(TestStore::sqlite().await, Some(langfuse(down)), None).await;
     let id = failing.create(json!({"name": "traced"})).await;
-    let (status, reply) = failing
-        .call(
-            "GET",
-            &format!("/workspaces/{id}/traces"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, reply) = traces_of(&failing, id).await;
     assert_eq!(
         (status, reply.clone()),
         (502, json!({"error": "trace service error"}))
@@ -813,14 +807,7 @@ async fn traces_come_from_langfuse_or_a_clear_503(db: TestStore) {
     )
     .await;
     let id = plain.create(json!({"name": "untraced"})).await;
-    let (status, reply) = plain
-        .call(
-            "GET",
-            &format!("/workspaces/{id}/traces"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let (status, reply) = traces_of(&plain, id).await;
     assert_eq!(status, 503, "{reply}");
     assert!(
         reply["error"]
@@ -888,15 +875,7 @@ fn audit_event(
 
 async fn the_audit_chain_is_verified_as_the_runtime_writes_it(db: TestStore) {
     const SALT: &str = "ledger-salt";
-    let s = TestServer::start_configured(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-        |st| st.with_observability(None, Some(SALT.into())),
-    )
-    .await;
+    let s = observed(db, None, Some(SALT)).await;
     let ws = s.create(json!({"name": "audited"})).await;
     // Two agents interleaved; non-ASCII and quotes in a field.
     let mut rows = Vec::new();

@@ -1,5 +1,5 @@
-//! Validation of the free-text workspace fields and secret keys, with the exact messages the
-//! API returns.
+//! Validation of the free-text workspace fields, host directories, template names and secret
+//! keys, with the exact messages the API returns.
 
 /// A field value that breaks the rules. The `Display` text is the API's error message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,12 @@ pub enum FieldError {
         field: &'static str,
         /// The limit in bytes.
         max: usize,
+    },
+    /// A value that breaks a rule the API does not explain (a path, a template name).
+    #[error("invalid {field}")]
+    Invalid {
+        /// The field's name as the message says it.
+        field: &'static str,
     },
     /// A secret key that is not an environment-variable name.
     #[error(
@@ -136,6 +142,51 @@ pub fn model(value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Host directories a workspace may never mount.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/etc", "/var", "/proc", "/sys", "/dev", "/boot", "/sbin", "/bin", "/lib", "/usr",
+];
+
+/// A host directory to bind-mount into a workspace: an absolute path without `..`, neither
+/// `/` nor equal to or under one of [`SYSTEM_DIRS`]. The check is on the path's components, so
+/// `//etc` and `/./etc` are `/etc` as they are for the kernel.
+pub fn workspace_dir(dir: &str) -> Result<(), FieldError> {
+    use std::path::{Component, Path};
+    let invalid = FieldError::Invalid {
+        field: "workspace directory",
+    };
+    let path = Path::new(dir);
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid);
+    }
+    let first = path.components().find_map(|c| match c {
+        Component::Normal(name) => name.to_str(),
+        _ => None,
+    });
+    let allowed = first.is_some_and(|first| {
+        !SYSTEM_DIRS
+            .iter()
+            .any(|d| d.strip_prefix('/') == Some(first))
+    });
+    if allowed { Ok(()) } else { Err(invalid) }
+}
+
+/// A template name: 1 to 200 bytes of `[A-Za-z0-9._-]`, not starting with `.` (so never a path
+/// out of the template directory).
+pub fn template_name(name: &str) -> Result<(), FieldError> {
+    let valid = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if valid {
+        Ok(())
+    } else {
+        Err(FieldError::Invalid { field: "template" })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +267,50 @@ mod tests {
         model("anthropic:claude-sonnet-4").unwrap();
         for c in ['}', ']', '|', '>', '*', '&', '!', '\t'] {
             assert!(name(&format!("a{c}b")).is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ordinary_directories_pass() {
+        for dir in [
+            "/home/user/project",
+            "/etcetera",
+            "/srv/./data",
+            "/opt//x",
+            "/usr2",
+        ] {
+            workspace_dir(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn system_directories_and_relative_paths_are_refused() {
+        for dir in [
+            "//etc",
+            "/./etc",
+            "/usr//",
+            "//",
+            "/",
+            "/var/lib/x",
+            "/home/../etc",
+            "x",
+        ] {
+            assert_eq!(
+                workspace_dir(dir).unwrap_err().to_string(),
+                "invalid workspace directory",
+                "{dir}"
+            );
+        }
+    }
+
+    #[test]
+    fn template_names_stay_in_their_directory() {
+        template_name("claude-code_v2.1").unwrap();
+        for bad in ["", ".hidden", "../x", "a/b", &"t".repeat(201)] {
+            assert_eq!(
+                template_name(bad).unwrap_err().to_string(),
+                "invalid template"
+            );
         }
     }
 }

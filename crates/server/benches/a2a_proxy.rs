@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use molecule_server::app::{AppState, HttpSettings, router};
-use molecule_server::auth::Security;
+use molecule_server::Security;
+use molecule_server::{AppState, HttpSettings, router};
 use molecule_store::{DatabaseUrl, Store};
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@ use molecule_a2a::log::logged_payload;
 use molecule_domain::EventType;
 use molecule_store::{ActivityRow, NewActivity, StoreError};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Writes the row and broadcasts `ACTIVITY_LOGGED` (broadcast only), as the A2A proxy does
 /// ([`molecule_a2a::log`]). When the write fails nothing is broadcast and the error is returned

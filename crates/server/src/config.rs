@@ -237,6 +237,17 @@ impl Config {
         }
     }
 
+    /// The settings of the HTTP pipeline (`CORS_ORIGINS`, `RATE_LIMIT`,
+    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`; the rest at their defaults).
+    pub fn http_settings(&self) -> crate::middleware::HttpSettings {
+        crate::middleware::HttpSettings {
+            cors_origins: crate::middleware::cors::parse_origins(&self.cors_origins),
+            rate_limit: self.rate_limit(),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds),
+            ..crate::middleware::HttpSettings::default()
+        }
+    }
+
     /// Whether the test-token route exists: dev mode, or `MOLECULE_ENABLE_TEST_TOKENS=1`.
     pub fn test_tokens_enabled(&self) -> bool {
         self.dev_mode() || self.enable_test_tokens.as_deref() == Some("1")

@@ -4,7 +4,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use molecule_domain::validation::FieldError;
 use serde_json::{Map, Value, json};
+
+use crate::lifecycle::LifecycleError;
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -67,6 +70,46 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(Value::Object(self.body))).into_response()
+    }
+}
+
+/// A lifecycle refusal as the spec's status and message.
+impl From<LifecycleError> for ApiError {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::NotFound => Self::not_found("workspace not found"),
+            LifecycleError::ParentPaused(_) => Self::conflict(e.to_string()),
+            LifecycleError::NoBackend => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "provisioner not available")
+            }
+            LifecycleError::WrongState(message) => Self::not_found(message),
+            LifecycleError::Conflict(message) => Self::conflict(message),
+            LifecycleError::BackendFailed(message) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+            }
+            LifecycleError::ActiveTasks(n) => Self::conflict(e.to_string()).with("active_tasks", n),
+            LifecycleError::Store(inner) => Self::internal("lookup failed", &inner),
+        }
+    }
+}
+
+/// A field that breaks a validation rule: 400 with the rule's message.
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+/// Turns any error into a logged 500 whose body carries only a fixed message:
+/// `store.get(id).await.or_internal("query failed")?`.
+pub trait OrInternal<T> {
+    /// A 500 `{"error": message}`; the error itself is logged, never answered.
+    fn or_internal(self, message: &str) -> ApiResult<T>;
+}
+
+impl<T, E: std::fmt::Display> OrInternal<T> for Result<T, E> {
+    fn or_internal(self, message: &str) -> ApiResult<T> {
+        self.map_err(|e| ApiError::internal(message, &e))
     }
 }
 

@@ -1,21 +1,31 @@
-//! Request extractors with the API's error answers.
-//!
-//! [`JsonBody`] replaces axum's `Json` for request bodies:
+//! Request extractors with the API's error answers, so that a handler's signature says what it
+//! reads and a malformed request never reaches it:
 //!
 //! ```ignore
-//! async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<CreateWorkspace>)
-//!     -> ApiResult<Response> { … }
+//! async fn set(
+//!     State(state): State<AppState>,
+//!     WorkspacePath(id): WorkspacePath,     // `{id}`: 400 `invalid workspace ID`
+//!     Query(q): Query<ListQuery>,           // 400 `invalid query parameters`
+//!     JsonBody(body): JsonBody<SetSecret>,  // 400 `invalid request body` / 413
+//! ) -> ApiResult<Response> { … }
 //! ```
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use molecule_domain::WorkspaceId;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::ApiError;
 
 /// The message of every body that is not the expected JSON.
 pub const INVALID_BODY: &str = "invalid request body";
+/// The message of a workspace id in the path that is not a UUID.
+pub const INVALID_WORKSPACE_ID: &str = "invalid workspace ID";
+/// The message of a query string that does not fit the route's parameters.
+pub const INVALID_QUERY: &str = "invalid query parameters";
 /// The message of a body over the route's size limit.
 pub const BODY_TOO_LARGE: &str = "request body too large";
 
@@ -55,4 +65,53 @@ where
             ApiError::bad_request(INVALID_BODY)
         })
     }
+}
+
+/// The workspace id of the path (`{id}` or `{workspace_id}`); 400 `invalid workspace ID` when
+/// it is not a UUID.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkspacePath(pub WorkspaceId);
+
+impl<S: Send + Sync> FromRequestParts<S> for WorkspacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = || ApiError::bad_request(INVALID_WORKSPACE_ID);
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid())?;
+        params
+            .iter()
+            .find(|(name, _)| matches!(*name, "id" | "workspace_id"))
+            .and_then(|(_, value)| value.parse().ok())
+            .map(Self)
+            .ok_or_else(invalid)
+    }
+}
+
+/// A query string as `T` (a struct of optional fields, see [`flag`]); 400
+/// `{"error":"invalid query parameters"}` when it does not fit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(q)| Query(q))
+            .map_err(|_| ApiError::bad_request(INVALID_QUERY))
+    }
+}
+
+/// An optional query parameter, `None` when absent or empty. Use with
+/// `#[serde(default, deserialize_with = "non_empty")]`.
+pub fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(String::deserialize(deserializer)?).filter(|v| !v.is_empty()))
+}
+
+/// A query flag as the reference reads it: `true` is on, any other value (or none) is off.
+/// Use with `#[serde(default, deserialize_with = "flag")]`.
+pub fn flag<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(String::deserialize(deserializer)? == "true")
 }

@@ -1,13 +1,15 @@
 //! The molecule-rs control plane: configuration, HTTP routes and the server's run loop.
 //!
 //! [`run`] opens the store, binds the listener and serves [`app::router`] until SIGTERM or
-//! Ctrl-C, then drains in-flight requests.
+//! Ctrl-C, then drains in-flight requests. ARCHITECTURE.md (at the top of the repository)
+//! maps the modules.
 
-pub mod a2a_platform;
+mod a2a_platform;
 mod activity_log;
 pub mod app;
 pub mod auth;
 pub mod backend;
+mod background;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -22,8 +24,15 @@ pub mod middleware;
 pub mod observability;
 mod routes;
 pub mod secret_key;
+pub mod security;
 mod shutdown;
+pub mod state;
 pub mod supervisor;
+
+pub use app::{Guard, ROUTES, Route, router};
+pub use middleware::HttpSettings;
+pub use security::Security;
+pub use state::AppState;
 
 use std::net::SocketAddr;
 
@@ -31,7 +40,6 @@ use anyhow::Context;
 use molecule_store::{DatabaseUrl, Store};
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, HttpSettings};
 use crate::config::Config;
 
 /// How long start-up waits for the listener of other replicas' events.
@@ -56,7 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     molecule_store::prepare_data_dir(&config.data_dir)?;
     let secrets_key = secret_key::load(&config)?;
-    let security = auth::Security::from_config(&config)?;
+    let security = Security::from_config(&config)?;
     if security.dev_mode() {
         if config.host.is_loopback() {
             tracing::warn!("dev mode: every request is trusted (MOLECULE_ENV=development)");
@@ -84,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = shutdown::Signals::install()?;
     let backend = backend::choose(&config).await?;
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
-        .with_http(HttpSettings::from_config(&config))
+        .with_http(config.http_settings())
         .with_a2a_settings(config.a2a_settings())
         .with_configs_dir(config.configs_dir())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone());
@@ -97,13 +105,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("not yet listening to other replicas' events; continuing");
     }
     tracing::info!("listening on http://{local}");
-    app::spawn_background(&state);
     state
         .lifecycle
         .set_provision_timeout(std::time::Duration::from_secs(
             config.provision_timeout_seconds,
         ));
-    lifecycle::sweeps::spawn_all(&state, &config);
+    background::spawn_all(&state, &config);
     let supervisor = state.supervisor.clone();
     shutdown::serve(
         listener,

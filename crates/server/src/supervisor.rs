@@ -13,7 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -165,21 +167,13 @@ impl Supervisor {
                 }
             }
         });
-        self.inner
-            .handles
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handle);
+        self.inner.handles.lock().push(handle);
     }
 
     /// Records that the loop `name` completed a tick now.
     pub fn record_tick(&self, name: &'static str) {
         let now = OffsetDateTime::now_utc();
-        let mut ticks = self
-            .inner
-            .ticks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut ticks = self.inner.ticks.lock();
         let entry = ticks.entry(name).or_insert((now, 0));
         *entry = (now, entry.1 + 1);
     }
@@ -189,7 +183,6 @@ impl Supervisor {
         self.inner
             .ticks
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(name, (at, _))| (*name, *at))
             .collect()
@@ -208,13 +201,7 @@ impl Supervisor {
     /// Stops every loop and waits for them, at most `deadline`.
     pub async fn stop(&self, deadline: Duration) {
         self.shutdown();
-        let handles: Vec<_> = std::mem::take(
-            &mut *self
-                .inner
-                .handles
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let handles: Vec<_> = std::mem::take(&mut *self.inner.handles.lock());
         let all = async {
             for handle in handles {
                 let _ = handle.await;
@@ -227,12 +214,7 @@ impl Supervisor {
 
     /// How many ticks the loop `name` has completed.
     pub fn tick_count(&self, name: &'static str) -> u64 {
-        self.inner
-            .ticks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .map_or(0, |(_, n)| *n)
+        self.inner.ticks.lock().get(name).map_or(0, |(_, n)| *n)
     }
 }
 

@@ -10,7 +10,7 @@ mod common;
 use molecule_store::on_both_backends;
 
 use common::{ADMIN, Options, TestServer};
-use molecule_server::app::{Guard, ROUTES};
+use molecule_server::{Guard, ROUTES, Route};
 use molecule_store::testing::TestStore;
 use serde_json::json;
 
@@ -48,7 +48,13 @@ async fn strict_mode_matrix(db: TestStore) {
     let id = target.to_string();
     // Own-token routes: only the workspace's own token, never the admin token or an org
     // token (checked before the matrix below removes the workspace).
-    for (method, template, guard) in ROUTES {
+    for Route {
+        method,
+        path: template,
+        guard,
+        ..
+    } in ROUTES
+    {
         if *guard != Guard::WorkspaceOwn {
             continue;
         }
@@ -69,7 +75,13 @@ async fn strict_mode_matrix(db: TestStore) {
     }
     // The workspace's own token passes its workspace routes (checked first: the matrix below
     // deletes the workspace with the admin token).
-    for (method, template, guard) in ROUTES {
+    for Route {
+        method,
+        path: template,
+        guard,
+        ..
+    } in ROUTES
+    {
         if *guard != Guard::Workspace || *method != "GET" {
             continue;
         }
@@ -83,7 +95,13 @@ async fn strict_mode_matrix(db: TestStore) {
         );
     }
     let mut checked = 0;
-    for (method, template, guard) in ROUTES {
+    for Route {
+        method,
+        path: template,
+        guard,
+        ..
+    } in ROUTES
+    {
         let path = concrete(template, &id);
         let body = match *template {
             "/registry/register" => {
@@ -237,7 +255,13 @@ async fn dev_mode_lets_everything_through(db: TestStore) {
     )
     .await;
     let target = s.create_dev(json!({"name": "target"})).await;
-    for (method, template, guard) in ROUTES {
+    for Route {
+        method,
+        path: template,
+        guard,
+        ..
+    } in ROUTES
+    {
         if matches!(
             *guard,
             // Own-token checks hold in dev mode too once the workspace has a token (it got

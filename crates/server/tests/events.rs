@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use molecule_domain::{EventType, WorkspaceId};
-use molecule_server::app::{self, AppState};
-use molecule_server::auth::Security;
+use molecule_server::Security;
+use molecule_server::{AppState, HttpSettings, app};
 use molecule_store::testing::TestStore;
 use molecule_store::{DatabaseUrl, NewWorkspace, Store};
 use serde_json::{Value, json};
@@ -365,9 +365,9 @@ async fn ws_origin_is_checked_only_when_configured() {
     // WebSocket origin check, as one `CORS_ORIGINS` does in the server.
     let security = Security::strict(ADMIN.into(), false)
         .with_ws_origins(Some(vec!["https://canvas.example".into()]));
-    let http = app::HttpSettings {
+    let http = HttpSettings {
         cors_origins: vec!["https://canvas.example".into()],
-        ..app::HttpSettings::default()
+        ..HttpSettings::default()
     };
     let server = serve(AppState::new((*s).clone(), security).with_http(http)).await;
     let bearer = format!("Bearer {ADMIN}");

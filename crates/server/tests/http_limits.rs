@@ -12,10 +12,10 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::routing::post;
-use molecule_server::app::{self, AppState, HttpSettings};
-use molecule_server::auth::Security;
+use molecule_server::Security;
 use molecule_server::http_server::{self, ServerSettings};
 use molecule_server::middleware::body_limit::RouteBodyLimit;
+use molecule_server::{AppState, HttpSettings, app};
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,7 +26,7 @@ const BOUND: Duration = Duration::from_secs(10);
 /// The small timeouts the servers of these tests run with.
 const SHORT: Duration = Duration::from_millis(300);
 /// The limit of the `/test/big` route.
-const BIG_LIMIT: usize = 2 * app::DEFAULT_BODY_LIMIT;
+const BIG_LIMIT: usize = 2 * molecule_server::middleware::DEFAULT_BODY_LIMIT;
 
 struct Server {
     addr: SocketAddr,
@@ -311,7 +311,7 @@ async fn connections_over_the_limit_wait_until_one_closes() {
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_a_json_413_on_every_route() {
     let s = start_default().await;
-    let over = app::DEFAULT_BODY_LIMIT + 1;
+    let over = molecule_server::middleware::DEFAULT_BODY_LIMIT + 1;
     // A route that takes no body, a raw-bytes route, an admin route (before its guard), an
     // unknown path, and the larger route past its own limit: the head alone is refused.
     for (method, path, length) in [
@@ -335,7 +335,10 @@ async fn an_undeclared_body_over_the_limit_is_a_json_413() {
     let s = start_default().await;
     // Chunked, so only reading finds the size: one byte over the limit, never terminated.
     for (path, limit) in [
-        ("/registry/check-access", app::DEFAULT_BODY_LIMIT),
+        (
+            "/registry/check-access",
+            molecule_server::middleware::DEFAULT_BODY_LIMIT,
+        ),
         ("/test/small", 16),
     ] {
         let mut stream = s.connect().await;
@@ -361,7 +364,8 @@ async fn an_undeclared_body_over_the_limit_is_a_json_413() {
 async fn a_route_with_a_larger_limit_takes_bodies_up_to_it() {
     let s = start_default().await;
     let client = reqwest::Client::new();
-    let size = app::DEFAULT_BODY_LIMIT + app::DEFAULT_BODY_LIMIT / 2;
+    let size = molecule_server::middleware::DEFAULT_BODY_LIMIT
+        + molecule_server::middleware::DEFAULT_BODY_LIMIT / 2;
     let r = client
         .post(s.url("/test/big"))
         .body(vec![b'x'; size])

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use molecule_server::app::{self, AppState, HttpSettings};
-use molecule_server::auth::Security;
+use molecule_server::Security;
 use molecule_server::extract::JsonBody;
 use molecule_server::http_server::{self, ServerSettings};
+use molecule_server::{AppState, HttpSettings, app};
 use molecule_store::testing::TestStore;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -469,7 +469,7 @@ async fn json_bodies_are_checked_and_capped() {
 
     let big = format!(
         r#"{{"name":"{}"}}"#,
-        "x".repeat(app::DEFAULT_BODY_LIMIT + 16)
+        "x".repeat(molecule_server::middleware::DEFAULT_BODY_LIMIT + 16)
     );
     let r = post(big).await.unwrap();
     assert_eq!(r.status(), 413);

@@ -12,7 +12,9 @@ mod restart;
 pub mod sweeps;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use molecule_domain::WorkspaceId;
 use molecule_provisioner_api::Provisioner;
@@ -107,12 +109,7 @@ impl Lifecycle {
             .backend
             .as_ref()
             .is_some_and(|b| b.publishes_agent_url())
-            && self
-                .inner
-                .starting
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&id)
+            && self.inner.starting.lock().contains(&id)
     }
 
     /// Waits (at most `limit`) until no lifecycle operation holds `id` (e.g. a start that will
@@ -124,11 +121,7 @@ impl Lifecycle {
 
     /// Marks `id` as being started for as long as the guard lives.
     fn starting(&self, id: WorkspaceId) -> Starting<'_> {
-        self.inner
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        self.inner.starting.lock().insert(id);
         Starting {
             lifecycle: self,
             id,
@@ -137,28 +130,16 @@ impl Lifecycle {
 
     /// The lock that serialises operations on one workspace.
     fn lock_of(&self, id: WorkspaceId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .inner
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self.inner.locks.lock();
         locks.entry(id).or_default().clone()
     }
 
     /// Forgets the per-workspace state of a removed workspace.
     fn forget(&self, id: WorkspaceId) {
-        let mut locks = self
-            .inner
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self.inner.locks.lock();
         locks.remove(&id);
         drop(locks);
-        let mut restarts = self
-            .inner
-            .restarts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut restarts = self.inner.restarts.lock();
         restarts.remove(&id);
     }
 }
@@ -171,11 +152,6 @@ struct Starting<'a> {
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
-        self.lifecycle
-            .inner
-            .starting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        self.lifecycle.inner.starting.lock().remove(&self.id);
     }
 }

@@ -19,11 +19,7 @@ impl Lifecycle {
     /// cycle(s), or `None` when the request was merged into a cycle already under way.
     pub fn request_restart(&self, id: WorkspaceId) -> Option<tokio::task::JoinHandle<()>> {
         {
-            let mut restarts = self
-                .inner
-                .restarts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut restarts = self.inner.restarts.lock();
             let state = restarts.entry(id).or_default();
             state.pending = true;
             if state.running {
@@ -35,11 +31,7 @@ impl Lifecycle {
         Some(tokio::spawn(async move {
             loop {
                 let go = {
-                    let mut restarts = this
-                        .inner
-                        .restarts
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let mut restarts = this.inner.restarts.lock();
                     let state = restarts.entry(id).or_default();
                     if state.pending {
                         state.pending = false;

@@ -1,8 +1,8 @@
 //! The request body limit, answered in the API's JSON on every route.
 //!
 //! [`body_limit`] runs inside the router, where the matched route is known:
-//! - the route's limit is [`HttpSettings::body_limit`](crate::app::HttpSettings), unless
-//!   [`HttpSettings::route_body_limits`](crate::app::HttpSettings) lists the route with its own;
+//! - the route's limit is [`HttpSettings::body_limit`](super::HttpSettings), unless
+//!   [`HttpSettings::route_body_limits`](super::HttpSettings) lists the route with its own;
 //! - a `Content-Length` over that limit is refused at once with 413
 //!   `{"error":"request body too large"}`, before any guard or handler runs, so a route whose
 //!   handler never reads the body refuses it too;
@@ -16,7 +16,9 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use super::HttpSettings;
 use crate::error::ApiError;
 use crate::extract::BODY_TOO_LARGE;
 
@@ -33,11 +35,11 @@ pub struct RouteBodyLimit {
 
 /// The body limit of the route `request` matched (see the module documentation).
 pub async fn body_limit(
-    State(state): State<AppState>,
+    State(http): State<Arc<HttpSettings>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let limit = route_limit(&state, &request);
+    let limit = route_limit(&http, &request);
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -59,8 +61,7 @@ pub async fn body_limit(
     response
 }
 
-fn route_limit(state: &AppState, request: &Request) -> usize {
-    let http = &state.http;
+fn route_limit(http: &HttpSettings, request: &Request) -> usize {
     request
         .extensions()
         .get::<MatchedPath>()

@@ -1,5 +1,5 @@
 //! The request body read timeout: a body must arrive whole within
-//! [`HttpSettings::body_read_timeout`](crate::app::HttpSettings) of the request reaching the
+//! [`HttpSettings::body_read_timeout`](super::HttpSettings) of the request reaching the
 //! router (a total deadline, so a body trickled a byte at a time cannot hold a connection).
 //! A late body fails the read, and the answer is replaced by 408
 //! `{"error":"request body timeout"}` with `Connection: close`. Requests without a body are
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tokio::time::Sleep;
 
-use crate::app::AppState;
+use super::HttpSettings;
 use crate::error::ApiError;
 
 /// The message of a 408 answer.
@@ -30,12 +30,16 @@ pub const BODY_TIMEOUT: &str = "request body timeout";
 pub struct BodyTimedOut;
 
 /// Puts the body of `request` under the deadline (see the module documentation).
-pub async fn body_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn body_timeout(
+    State(http): State<Arc<HttpSettings>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if http_body::Body::is_end_stream(request.body()) {
         return next.run(request).await;
     }
     let expired = Arc::new(AtomicBool::new(false));
-    let deadline = Box::pin(tokio::time::sleep(state.http.body_read_timeout));
+    let deadline = Box::pin(tokio::time::sleep(http.body_read_timeout));
     let flag = Arc::clone(&expired);
     let request = request.map(move |inner| {
         Body::new(DeadlineBody {

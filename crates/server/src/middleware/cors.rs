@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use super::HttpSettings;
 
 const ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
 const ALLOW_HEADERS: &str = "Origin,Content-Type,X-Workspace-ID,Authorization";
@@ -25,7 +27,7 @@ pub fn parse_origins(text: &str) -> Vec<String> {
 
 /// The CORS layer. The request `Origin` is compared verbatim with the configured (lower-case)
 /// origins; an `Origin` of `http://<Host>` or `https://<Host>` is same-origin, not CORS.
-pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn cors(State(http): State<Arc<HttpSettings>>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
@@ -34,7 +36,7 @@ pub async fn cors(State(state): State<AppState>, request: Request, next: Next) -
     }
     let allowed = origin
         .to_str()
-        .is_ok_and(|o| state.http.cors_origins.iter().any(|a| a == o));
+        .is_ok_and(|o| http.cors_origins.iter().any(|a| a == o));
     if !allowed {
         return status_only(StatusCode::FORBIDDEN);
     }

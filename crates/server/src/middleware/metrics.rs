@@ -7,14 +7,13 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::app::AppState;
-use crate::metrics::HttpLabels;
+use crate::metrics::{HttpLabels, Metrics};
 
 /// The `path` label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
 /// The recorder layer. It must be added with `Router::layer` so that it sees [`MatchedPath`].
-pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn record(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let path = request
@@ -25,7 +24,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     tracing::debug!(%method, %path, status, ?elapsed, "request");
-    state.metrics.record_request(
+    metrics.record_request(
         HttpLabels {
             method,
             path,

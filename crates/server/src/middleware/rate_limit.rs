@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -14,8 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::supervisor::Supervisor;
 
 /// The global limit when `RATE_LIMIT` is unset, non-positive or invalid.
 pub const DEFAULT_RATE_LIMIT: u32 = 600;
@@ -110,7 +112,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
 
     /// Takes one token for `key` at the instant `now` (tests pass their own clock).
     pub fn check_at(&self, key: K, now: Instant) -> Decision {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = self.buckets.lock();
         let bucket = buckets.entry(key).or_insert(Bucket {
             tokens: i64::from(self.limit),
             window_start: now,
@@ -139,16 +141,12 @@ impl<K: Hash + Eq> RateLimiter<K> {
     pub fn sweep_at(&self, now: Instant, max_age: Duration) {
         self.buckets
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, b| now.saturating_duration_since(b.window_start) <= max_age);
     }
 
     /// How many keys have a bucket.
     pub fn len(&self) -> usize {
-        self.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.buckets.lock().len()
     }
 
     /// Whether no key has a bucket.
@@ -165,22 +163,26 @@ pub fn parse_rate_limit(text: Option<&str>) -> u32 {
 }
 
 /// The global per-client-IP limiter. The client is the TCP peer; proxy headers are ignored.
-/// Dev mode lets everything through with `X-RateLimit-Limit: unlimited`. Headers a route-level
-/// limiter already set win.
-pub async fn global(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.security.dev_mode() {
+/// Without a limiter (dev mode) everything goes through with `X-RateLimit-Limit: unlimited`.
+/// Headers a route-level limiter already set win.
+pub async fn global(
+    State(limiter): State<Option<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = limiter else {
         let mut response = next.run(request).await;
         response
             .headers_mut()
             .entry(LIMIT)
             .or_insert(HeaderValue::from_static("unlimited"));
         return response;
-    }
+    };
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let decision = state.rate_limiter.check(ip);
+    let decision = limiter.check(ip);
     if !decision.allowed {
         return decision.rejection("rate limit exceeded");
     }
@@ -193,14 +195,12 @@ pub async fn global(State(state): State<AppState>, request: Request, next: Next)
 }
 
 /// Starts the janitor that drops old buckets of the global limiter.
-pub fn spawn_janitor(state: &AppState) {
-    let limiter = state.rate_limiter.clone();
-    state
-        .supervisor
-        .spawn_loop("rate-limit-janitor", JANITOR_EVERY, move || {
-            let limiter = limiter.clone();
-            async move { limiter.sweep_at(Instant::now(), JANITOR_MAX_AGE) }
-        });
+pub fn spawn_janitor(limiter: &RateLimiter, supervisor: &Supervisor) {
+    let limiter = limiter.clone();
+    supervisor.spawn_loop("rate-limit-janitor", JANITOR_EVERY, move || {
+        let limiter = limiter.clone();
+        async move { limiter.sweep_at(Instant::now(), JANITOR_MAX_AGE) }
+    });
 }
 
 #[cfg(test)]

@@ -1,21 +1,21 @@
 //! The A2A routes: the proxy, queue status, stale-queue cleanup and delegations. Identity is
 //! settled here (Decision 2); everything after it is the `molecule-a2a` crate's.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use molecule_a2a::{Caller, Message, Reply};
 use molecule_domain::WorkspaceId;
 use molecule_store::PlainToken;
+use serde::Deserialize;
 
-use super::body;
-use crate::app::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrInternal};
+use crate::extract::{Query, WorkspacePath, non_empty};
+use crate::state::AppState;
 
 /// The header an agent names itself with.
 const CALLER_HEADER: &str = "x-workspace-id";
@@ -78,7 +78,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
                 let valid = tokens
                     .validate(id, &PlainToken::new(b))
                     .await
-                    .map_err(|e| ApiError::internal("auth check failed", &e))?;
+                    .or_internal("auth check failed")?;
                 if valid {
                     Ok(Caller::Workspace(id))
                 } else {
@@ -89,7 +89,7 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
                 let live = tokens
                     .count_live(id)
                     .await
-                    .map_err(|e| ApiError::internal("auth check failed", &e))?;
+                    .or_internal("auth check failed")?;
                 if live == 0 {
                     Ok(Caller::Workspace(id))
                 } else {
@@ -107,14 +107,14 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Caller> {
                 .org_tokens()
                 .validate(&PlainToken::new(b))
                 .await
-                .map_err(|e| ApiError::internal("auth check failed", &e))?;
+                .or_internal("auth check failed")?;
             if org.is_some() {
                 return Ok(Caller::User);
             }
             match tokens
                 .workspace_of(&PlainToken::new(b))
                 .await
-                .map_err(|e| ApiError::internal("auth check failed", &e))?
+                .or_internal("auth check failed")?
             {
                 Some(ws) => Ok(Caller::Workspace(ws)),
                 None if state.security.dev_mode() => Ok(Caller::User),
@@ -140,11 +140,10 @@ fn timeout(headers: &HeaderMap) -> Option<Duration> {
 /// goes away does not cancel it, and its outcome is still recorded.
 pub(crate) async fn proxy(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(target): WorkspacePath,
     headers: HeaderMap,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let target = body::workspace_id(&id)?;
     let caller = caller(&state, &headers).await?;
     let message = Message {
         target,
@@ -156,7 +155,7 @@ pub(crate) async fn proxy(
     let proxy = state.a2a.clone();
     let reply = tokio::spawn(async move { proxy.send(message).await })
         .await
-        .map_err(|e| ApiError::internal("a2a delivery failed", &e))?;
+        .or_internal("a2a delivery failed")?;
     Ok(respond(reply))
 }
 
@@ -174,17 +173,26 @@ pub(crate) async fn queue_status(
     respond(state.a2a.queue_status(identity, &queue_id).await)
 }
 
+/// `POST /admin/a2a-queue/drop-stale` query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct DropStaleQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    max_age_minutes: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    workspace_id: Option<String>,
+}
+
 /// `POST /admin/a2a-queue/drop-stale?max_age_minutes=&workspace_id=`.
 pub(crate) async fn drop_stale(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<DropStaleQuery>,
 ) -> Response {
     respond(
         state
             .a2a
             .drop_stale(
-                query.get("max_age_minutes").map(String::as_str),
-                query.get("workspace_id").map(String::as_str),
+                query.max_age_minutes.as_deref(),
+                query.workspace_id.as_deref(),
             )
             .await,
     )
@@ -193,39 +201,36 @@ pub(crate) async fn drop_stale(
 /// `POST /workspaces/:id/delegate`.
 pub(crate) async fn delegate(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(source): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let source = body::workspace_id(&id)?;
     Ok(respond(state.a2a.delegate(source, &raw).await))
 }
 
 /// `GET /workspaces/:id/delegations`.
 pub(crate) async fn delegations(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(source): WorkspacePath,
 ) -> ApiResult<Response> {
-    let source = body::workspace_id(&id)?;
     Ok(respond(state.a2a.list_delegations(source).await))
 }
 
 /// `POST /workspaces/:id/delegations/record`.
 pub(crate) async fn record_delegation(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(source): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let source = body::workspace_id(&id)?;
     Ok(respond(state.a2a.record_delegation(source, &raw).await))
 }
 
 /// `POST /workspaces/:id/delegations/:delegation_id/update`.
 pub(crate) async fn update_delegation(
     State(state): State<AppState>,
-    Path((id, delegation_id)): Path<(String, String)>,
+    WorkspacePath(source): WorkspacePath,
+    Path((_, delegation_id)): Path<(String, String)>,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let source = body::workspace_id(&id)?;
     Ok(respond(
         state
             .a2a

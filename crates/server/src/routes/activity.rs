@@ -1,10 +1,8 @@
 //! Activity routes (observability.md §1.5): the activity list with its `since_id` cursor, the
 //! agents' self-reports, notifications to the user, and the session search.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use molecule_domain::{EventType, WorkspaceId};
@@ -18,9 +16,9 @@ use uuid::Uuid;
 use super::body;
 use super::views::rfc3339;
 use crate::activity_log::log_activity;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json, status_body};
-use crate::extract::JsonBody;
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, status_body};
+use crate::extract::{JsonBody, Query, WorkspacePath, non_empty};
+use crate::state::AppState;
 
 /// Rows of one activity page when `limit` is absent or not a positive integer.
 const DEFAULT_LIMIT: i64 = 100;
@@ -49,14 +47,6 @@ const REPORTABLE_TYPES: [&str; 7] = [
 const CURSOR_GONE: &str = "since_id cursor not found (row may have been pruned or belongs to a \
      different workspace); omit since_id to reset";
 
-/// A query parameter, absent when empty.
-fn param<'a>(query: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
-    query
-        .get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-}
-
 /// `limit`: `default` when absent, not an integer or not positive; at most `max`.
 fn clamp_limit(raw: Option<&str>, default: i64, max: i64) -> i64 {
     match raw.and_then(|l| l.parse::<i64>().ok()) {
@@ -65,22 +55,42 @@ fn clamp_limit(raw: Option<&str>, default: i64, max: i64) -> i64 {
     }
 }
 
+/// `GET /workspaces/:id/activity` query; an empty parameter is an absent one.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    peer_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    before_ts: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    since_secs: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    since_id: Option<String>,
+    #[serde(default, rename = "type", deserialize_with = "non_empty")]
+    activity_type: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    source: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    method: Option<String>,
+}
+
 /// `GET /workspaces/:id/activity` (workspace auth).
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     // Validated in the reference's order: the first failure answers.
-    let peer = match param(&query, "peer_id") {
+    let peer = match query.peer_id.as_deref() {
         Some(p) => Some(
             p.parse::<WorkspaceId>()
                 .map_err(|_| ApiError::bad_request("peer_id must be a UUID"))?,
         ),
         None => None,
     };
-    let before = match param(&query, "before_ts") {
+    let before = match query.before_ts.as_deref() {
         Some(b) => Some(parse_rfc3339(b).ok_or_else(|| {
             ApiError::bad_request(
                 "before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)",
@@ -88,8 +98,8 @@ pub(crate) async fn list(
         })?),
         None => None,
     };
-    let limit = clamp_limit(param(&query, "limit"), DEFAULT_LIMIT, MAX_LIMIT);
-    let since = match param(&query, "since_secs") {
+    let limit = clamp_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT);
+    let since = match query.since_secs.as_deref() {
         Some(s) => {
             let secs =
                 s.parse::<i64>().ok().filter(|s| *s > 0).ok_or_else(|| {
@@ -99,7 +109,7 @@ pub(crate) async fn list(
         }
         None => None,
     };
-    let after = match param(&query, "since_id") {
+    let after = match query.since_id.as_deref() {
         // A cursor that is not even a UUID names no row: the same 410 as a pruned one.
         Some(c) => {
             let cursor = c.parse::<Uuid>().map_err(|_| cursor_gone())?;
@@ -108,7 +118,7 @@ pub(crate) async fn list(
                 .activity()
                 .get(id, cursor)
                 .await
-                .map_err(|e| ApiError::internal("cursor lookup failed", &e))?;
+                .or_internal("cursor lookup failed")?;
             if found.is_none() {
                 return Err(cursor_gone());
             }
@@ -116,14 +126,14 @@ pub(crate) async fn list(
         }
         None => None,
     };
-    let activity_type = param(&query, "type").map(str::to_owned);
-    let source = match param(&query, "source") {
+    let activity_type = query.activity_type.as_deref().map(str::to_owned);
+    let source = match query.source.as_deref() {
         None => None,
         Some("canvas") => Some(SourceFilter::Canvas),
         Some("agent") => Some(SourceFilter::Agent),
         Some(_) => return Err(ApiError::bad_request("source must be 'canvas' or 'agent'")),
     };
-    let method = param(&query, "method").map(str::to_owned);
+    let method = query.method.as_deref().map(str::to_owned);
     let q = ActivityQuery {
         activity_type,
         source,
@@ -231,17 +241,16 @@ pub(crate) struct Report {
 }
 
 /// An optional string, `None` when empty.
-fn non_empty(s: Option<String>) -> Option<String> {
+fn filled(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
 /// `POST /workspaces/:id/activity` (workspace auth): an agent reports its own activity.
 pub(crate) async fn report(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     JsonBody(report): JsonBody<Report>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     if report.activity_type.is_empty() {
         return Err(ApiError::bad_request(crate::extract::INVALID_BODY));
     }
@@ -251,7 +260,7 @@ pub(crate) async fn report(
             REPORTABLE_TYPES.join(", ")
         )));
     }
-    if let Some(claimed) = non_empty(report.source_id) {
+    if let Some(claimed) = filled(report.source_id) {
         let same = claimed
             .parse::<WorkspaceId>()
             .is_ok_and(|claimed| claimed == id);
@@ -263,7 +272,7 @@ pub(crate) async fn report(
             ));
         }
     }
-    let target_id = match non_empty(report.target_id) {
+    let target_id = match filled(report.target_id) {
         Some(t) => Some(
             t.parse::<WorkspaceId>()
                 .map_err(|_| ApiError::bad_request("target_id must be a UUID"))?,
@@ -273,8 +282,8 @@ pub(crate) async fn report(
     let mut new = NewActivity::new(id, report.activity_type);
     new.source_id = Some(id);
     new.target_id = target_id;
-    new.method = non_empty(report.method);
-    new.summary = non_empty(report.summary);
+    new.method = filled(report.method);
+    new.summary = filled(report.summary);
     new.request_body = report
         .request_body
         .filter(|v| !v.is_null())
@@ -282,8 +291,8 @@ pub(crate) async fn report(
         .filter(|v| !v.is_null());
     new.response_body = report.response_body.filter(|v| !v.is_null());
     new.duration_ms = report.duration_ms;
-    new.status = non_empty(report.status).unwrap_or_else(|| String::from("ok"));
-    new.error_detail = non_empty(report.error_detail);
+    new.status = filled(report.status).unwrap_or_else(|| String::from("ok"));
+    new.error_detail = filled(report.error_detail);
     match log_activity(&state, new).await {
         Ok(_) => Ok(ok_json(StatusCode::OK, status_body("logged"))),
         Err(StoreError::NotFound) => Err(ApiError::not_found("workspace not found")),
@@ -343,10 +352,9 @@ fn preview(s: &str, max: usize) -> String {
 /// `POST /workspaces/:id/notify` (workspace auth): an agent pushes a chat message to the user.
 pub(crate) async fn notify(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     const REQUIRED: &str = "message is required";
     let note: Notification = body::json(&raw, REQUIRED)?;
     if note.message.is_empty() {
@@ -366,7 +374,7 @@ pub(crate) async fn notify(
         .workspaces()
         .get(id)
         .await
-        .map_err(|e| ApiError::internal("failed to look up workspace", &e))?
+        .or_internal("failed to look up workspace")?
         .filter(|w| !w.status.is_removed())
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let files: Vec<Value> = attachments.iter().map(Attachment::to_json).collect();
@@ -405,18 +413,26 @@ pub(crate) async fn notify(
     Ok(ok_json(StatusCode::OK, status_body("sent")))
 }
 
+/// `GET /workspaces/:id/session-search` query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SearchQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    q: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    limit: Option<String>,
+}
+
 /// `GET /workspaces/:id/session-search?q=&limit=` (workspace auth). There is no memories table
 /// yet, so the items are this workspace's activity rows only (`kind: "activity"`); memory
 /// items (`kind: "memory"`) join them when memories exist.
 pub(crate) async fn session_search(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<SearchQuery>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
-    let q = query.get("q").map(|q| q.trim()).filter(|q| !q.is_empty());
+    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let limit = clamp_limit(
-        query.get("limit").map(String::as_str),
+        query.limit.as_deref(),
         SEARCH_DEFAULT_LIMIT,
         SEARCH_MAX_LIMIT,
     );
@@ -425,7 +441,7 @@ pub(crate) async fn session_search(
         .activity()
         .search(id, q, limit)
         .await
-        .map_err(|e| ApiError::internal("session search failed", &e))?;
+        .or_internal("session search failed")?;
     let items: Vec<Value> = rows
         .iter()
         .map(|row| {

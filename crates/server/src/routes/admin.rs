@@ -1,19 +1,19 @@
 //! Admin routes of the system area.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use molecule_domain::Runtime;
 use molecule_provisioner_api::{ImageRefresh, ProvisionError};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ok_json};
+use crate::extract::Query;
+use crate::state::AppState;
 
 /// `GET /admin/liveness` (admin): the last completed tick of each supervised loop,
 /// `{"subsystems":{name:{"last_tick_at":RFC3339,"seconds_ago":n}}}`.
@@ -50,6 +50,13 @@ fn refresh_view(r: &ImageRefresh) -> Value {
     json!({ "pulled": r.pulled, "failed": r.failed, "recreated": r.recreated })
 }
 
+/// `POST /admin/workspace-images/refresh` query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RefreshQuery {
+    runtime: Option<String>,
+    recreate: Option<String>,
+}
+
 /// `POST /admin/workspace-images/refresh?runtime=<r>&recreate=<bool>` (admin): pulls the
 /// latest image of one runtime (or all), and unless `recreate` is anything but `true`, removes
 /// the containers running a refreshed image so the health sweep restarts them. 200
@@ -58,12 +65,13 @@ fn refresh_view(r: &ImageRefresh) -> Value {
 /// `partial_result`. The daemon's error text is logged, never returned.
 pub(crate) async fn refresh_images(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<RefreshQuery>,
 ) -> ApiResult<Response> {
     let known = refreshable_runtimes();
     let runtimes: Vec<String> = match query
-        .get("runtime")
-        .map(|r| r.trim())
+        .runtime
+        .as_deref()
+        .map(str::trim)
         .filter(|r| !r.is_empty())
     {
         Some(r) if known.contains(&r) => vec![r.to_owned()],
@@ -73,7 +81,7 @@ pub(crate) async fn refresh_images(
         }
         None => known.iter().map(|r| (*r).to_owned()).collect(),
     };
-    let recreate = query.get("recreate").is_none_or(|v| v == "true");
+    let recreate = query.recreate.is_none_or(|v| v == "true");
     match state.lifecycle.refresh_images(&runtimes, recreate).await {
         Ok(result) => Ok(ok_json(StatusCode::OK, refresh_view(&result))),
         Err(e) if matches!(e.cause, ProvisionError::Unsupported(_)) => Err(ApiError::not_found(

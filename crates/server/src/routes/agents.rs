@@ -1,7 +1,7 @@
 //! Agent model records (`observability.md` §1.20): which model a workspace's agent runs.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{Extensions, StatusCode};
 use axum::response::Response;
 use molecule_domain::{EventType, WorkspaceId};
@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body;
-use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{JsonBody, WorkspacePath};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct ModelBody {
@@ -20,7 +21,7 @@ struct ModelBody {
 }
 
 #[derive(Deserialize)]
-struct MoveBody {
+pub(crate) struct MoveBody {
     target_workspace_id: Option<String>,
 }
 
@@ -32,24 +33,23 @@ fn model_of(raw: &Bytes) -> ApiResult<String> {
         .map(|m| m.trim().to_owned())
         .filter(|m| !m.is_empty())
         .ok_or_else(|| ApiError::bad_request("invalid request body"))?;
-    molecule_domain::validation::model(&model).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    molecule_domain::validation::model(&model)?;
     Ok(model)
 }
 
 /// `POST /workspaces/:id/agent` `{model}` → 201 `{agent_id, model}`.
 pub(crate) async fn assign(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let model = model_of(&raw)?;
     let agent_id = match state
         .store
         .agents()
         .assign(id, &model)
         .await
-        .map_err(|e| ApiError::internal("failed to assign agent", &e))?
+        .or_internal("failed to assign agent")?
     {
         Ok(agent_id) => agent_id,
         Err(AgentRefusal::NoWorkspace) => return Err(ApiError::not_found("workspace not found")),
@@ -76,17 +76,16 @@ pub(crate) async fn assign(
 /// `PATCH /workspaces/:id/agent` `{model}` → 200 `{agent_id, model, old_model}`.
 pub(crate) async fn replace(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let model = model_of(&raw)?;
     let (agent_id, old_model) = state
         .store
         .agents()
         .replace(id, &model)
         .await
-        .map_err(|e| ApiError::internal("failed to replace agent", &e))?
+        .or_internal("failed to replace agent")?
         .map_err(|_| ApiError::not_found("no active agent to replace"))?;
     state
         .events
@@ -105,15 +104,14 @@ pub(crate) async fn replace(
 /// `DELETE /workspaces/:id/agent` → 200 `{"status":"removed","agent_id"}`.
 pub(crate) async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let agent = state
         .store
         .agents()
         .remove(id)
         .await
-        .map_err(|e| ApiError::internal("failed to remove agent", &e))?
+        .or_internal("failed to remove agent")?
         .map_err(|_| ApiError::not_found("no active agent to remove"))?;
     state
         .events
@@ -134,12 +132,10 @@ pub(crate) async fn remove(
 /// its agent into any other.
 pub(crate) async fn move_to(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(from): WorkspacePath,
     extensions: Extensions,
-    raw: Bytes,
+    JsonBody(b): JsonBody<MoveBody>,
 ) -> ApiResult<Response> {
-    let from = body::workspace_id(&id)?;
-    let b: MoveBody = body::json(&raw, "invalid request body")?;
     let to: WorkspaceId = b
         .target_workspace_id
         .ok_or_else(|| ApiError::bad_request("invalid request body"))?
@@ -155,7 +151,7 @@ pub(crate) async fn move_to(
         .agents()
         .move_to(from, to)
         .await
-        .map_err(|e| ApiError::internal("failed to move agent", &e))?
+        .or_internal("failed to move agent")?
     {
         Ok(agent) => agent,
         Err(AgentRefusal::NoWorkspace) => {

@@ -2,7 +2,6 @@
 //! once on the canvas. Decisions need a person's credentials (admin or org token): a
 //! workspace cannot approve its own request (a defect of the reference).
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{Extensions, StatusCode};
 use axum::response::Response;
@@ -11,16 +10,17 @@ use molecule_store::{Approval, NewApproval, Undecided};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{body, views};
-use crate::app::AppState;
+use super::views;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{JsonBody, WorkspacePath};
+use crate::state::AppState;
 
 /// A pending request older than this is denied as `auto-expired`.
 pub const APPROVAL_TTL: time::Duration = time::Duration::minutes(10);
 
 #[derive(Deserialize)]
-struct Request {
+pub(crate) struct Request {
     action: Option<String>,
     task_id: Option<String>,
     reason: Option<String>,
@@ -28,7 +28,7 @@ struct Request {
 }
 
 #[derive(Deserialize)]
-struct Decision {
+pub(crate) struct Decision {
     decision: Option<String>,
     decided_by: Option<String>,
 }
@@ -36,11 +36,9 @@ struct Decision {
 /// `POST /workspaces/:id/approvals` `{action, task_id?, reason?, context?}` → 201.
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    raw: Bytes,
+    WorkspacePath(id): WorkspacePath,
+    JsonBody(req): JsonBody<Request>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
-    let req: Request = body::json(&raw, "invalid request body")?;
     let action = req
         .action
         .filter(|a| !a.trim().is_empty())
@@ -64,7 +62,7 @@ pub(crate) async fn create(
         .approvals()
         .create(id, &new)
         .await
-        .map_err(|e| ApiError::internal("failed to create approval", &e))?;
+        .or_internal("failed to create approval")?;
     state
         .events
         .emit(
@@ -107,15 +105,14 @@ fn item(a: &Approval) -> Value {
 /// `GET /workspaces/:id/approvals`: the 50 newest of the workspace, any status.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let rows = state
         .store
         .approvals()
         .of_workspace(id)
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     Ok(ok_json(
         StatusCode::OK,
         Value::Array(rows.iter().map(item).collect()),
@@ -138,10 +135,7 @@ pub(crate) async fn pending(State(state): State<AppState>) -> ApiResult<Response
         }
         Err(e) => tracing::warn!(error = %e, "approvals: cannot expire old requests"),
     }
-    let rows = approvals
-        .pending()
-        .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+    let rows = approvals.pending().await.or_internal("query failed")?;
     let items: Vec<Value> = rows
         .iter()
         .map(|a| {
@@ -179,17 +173,16 @@ async fn decided_event(state: &AppState, ws: WorkspaceId, id: &str, decision: &s
 /// second decision is 409 and changes nothing.
 pub(crate) async fn decide(
     State(state): State<AppState>,
-    Path((id, approval_id)): Path<(String, String)>,
+    WorkspacePath(id): WorkspacePath,
+    Path((_, approval_id)): Path<(String, String)>,
     extensions: Extensions,
-    raw: Bytes,
+    JsonBody(req): JsonBody<Decision>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     if matches!(extensions.get::<Caller>(), Some(Caller::Workspace(_))) {
         return Err(ApiError::forbidden(
             "approvals are decided by a person (admin or org credentials), not by a workspace",
         ));
     }
-    let req: Decision = body::json(&raw, "invalid request body")?;
     let decision = req
         .decision
         .ok_or_else(|| ApiError::bad_request("invalid request body"))?;
@@ -209,7 +202,7 @@ pub(crate) async fn decide(
         .approvals()
         .decide(id, approval, &decision, &decided_by)
         .await
-        .map_err(|e| ApiError::internal("failed to update", &e))?
+        .or_internal("failed to update")?
     {
         Ok(()) => {}
         Err(Undecided::NotFound) => return Err(not_found()),

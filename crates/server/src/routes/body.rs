@@ -1,16 +1,10 @@
-//! Request parsing helpers: path ids and JSON bodies with the route's own error message.
+//! JSON bodies parsed with the route's own error message, for the few routes whose message is
+//! not [`JsonBody`](crate::extract::JsonBody)'s `invalid request body`.
 
 use axum::body::Bytes;
-use molecule_domain::WorkspaceId;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
-
-/// A workspace id from the path; 400 `invalid workspace ID` otherwise.
-pub(crate) fn workspace_id(raw: &str) -> ApiResult<WorkspaceId> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid workspace ID"))
-}
 
 /// A JSON body; 400 with `message` if it is not valid JSON of the expected shape.
 pub(crate) fn json<T: DeserializeOwned>(body: &Bytes, message: &str) -> ApiResult<T> {

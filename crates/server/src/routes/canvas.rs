@@ -1,7 +1,7 @@
 //! The canvas viewport (`observability.md` §1.14) and each workspace's config blob (§1.15).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use molecule_store::{StoreError, Viewport};
@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::body;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::WorkspacePath;
+use crate::state::AppState;
 
 /// The largest config patch, in bytes.
 pub const MAX_CONFIG_PATCH: usize = 256 * 1024;
@@ -59,22 +60,21 @@ pub(crate) async fn save_viewport(
             zoom: b.zoom,
         })
         .await
-        .map_err(|e| ApiError::internal("failed to save viewport", &e))?;
+        .or_internal("failed to save viewport")?;
     Ok(ok_json(StatusCode::OK, json!({ "status": "saved" })))
 }
 
 /// `GET /workspaces/:id/config`: `{"data": <blob>}` (`{}` when none).
 pub(crate) async fn config(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let data = state
         .store
         .canvas()
         .config(id)
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     Ok(ok_json(StatusCode::OK, json!({ "data": data })))
 }
 
@@ -82,10 +82,9 @@ pub(crate) async fn config(
 /// top-level keys replace the stored ones.
 pub(crate) async fn patch_config(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     raw: Bytes,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     if raw.len() > MAX_CONFIG_PATCH {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,9 +1,6 @@
 //! Discovery: which peers a workspace may talk to, and where they are (`a2a.md` §1.7).
 
-use std::collections::HashMap;
-
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use molecule_domain::{DeliveryMode, Runtime, WorkspaceId, WorkspaceStatus};
@@ -11,10 +8,10 @@ use molecule_store::Workspace;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body;
-use crate::app::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{JsonBody, Query, WorkspacePath, non_empty};
+use crate::state::AppState;
 
 /// The caller named by `X-Workspace-ID`.
 fn caller_of(headers: &HeaderMap) -> ApiResult<WorkspaceId> {
@@ -48,11 +45,10 @@ fn peer_url(target: &Workspace, caller_external: bool) -> Option<String> {
 /// `GET /registry/discover/:id` with `X-Workspace-ID` naming the caller.
 pub(crate) async fn discover(
     State(state): State<AppState>,
-    Path(target): Path<String>,
+    WorkspacePath(target): WorkspacePath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let caller = caller_of(&headers)?;
-    let target = body::workspace_id(&target)?;
     if !state.security.dev_mode() {
         auth::agent_credential(&state, &headers, caller, false).await?;
     }
@@ -60,7 +56,7 @@ pub(crate) async fn discover(
     let allowed = workspaces
         .can_communicate(caller, target)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?;
+        .or_internal("lookup failed")?;
     if !allowed {
         return Err(ApiError::forbidden(
             "not authorized to discover this workspace",
@@ -69,13 +65,13 @@ pub(crate) async fn discover(
     let ws = workspaces
         .get(target)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .or_internal("lookup failed")?
         .filter(|w| !w.status.is_removed())
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let caller_external = workspaces
         .get(caller)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .or_internal("lookup failed")?
         .is_some_and(|c| c.runtime == Runtime::EXTERNAL);
     let live = matches!(
         ws.status,
@@ -111,14 +107,20 @@ pub(crate) async fn discover(
     }
 }
 
+/// `GET /registry/:id/peers` query: `q` filters by name or role.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PeersQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    q: Option<String>,
+}
+
 /// `GET /registry/:id/peers?q=`: siblings (all other roots for a root), children, parent.
 pub(crate) async fn peers(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<PeersQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     if !state.security.dev_mode() {
         auth::agent_credential(&state, &headers, id, false).await?;
     }
@@ -127,7 +129,7 @@ pub(crate) async fn peers(
         .workspaces()
         .list()
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?;
+        .or_internal("lookup failed")?;
     let me = all
         .iter()
         .find(|w| w.id == id)
@@ -138,7 +140,7 @@ pub(crate) async fn peers(
     let children = all.iter().filter(|w| w.parent_id == Some(id));
     let parent = all.iter().filter(|w| Some(w.id) == me.parent_id);
     let needle = query
-        .get("q")
+        .q
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
     let items: Vec<Value> = siblings
@@ -171,7 +173,7 @@ pub(crate) async fn peers(
 }
 
 #[derive(Debug, Deserialize)]
-struct CheckAccess {
+pub(crate) struct CheckAccess {
     caller_id: Option<String>,
     target_id: Option<String>,
 }
@@ -180,9 +182,8 @@ struct CheckAccess {
 /// `target_id`.
 pub(crate) async fn check_access(
     State(state): State<AppState>,
-    body: Bytes,
+    JsonBody(req): JsonBody<CheckAccess>,
 ) -> ApiResult<Response> {
-    let req: CheckAccess = body::json(&body, "invalid request body")?;
     let parse = |v: Option<String>| -> ApiResult<WorkspaceId> {
         v.and_then(|s| s.parse().ok())
             .ok_or_else(|| ApiError::bad_request("invalid request body"))
@@ -194,6 +195,6 @@ pub(crate) async fn check_access(
         .workspaces()
         .can_communicate(caller, target)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?;
+        .or_internal("lookup failed")?;
     Ok(ok_json(StatusCode::OK, json!({ "allowed": allowed })))
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -20,10 +20,11 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrInternal};
 use crate::events::Envelope;
+use crate::extract::{Query, WorkspacePath};
+use crate::state::AppState;
 
 /// Messages a WebSocket client may have waiting; beyond that, events are dropped for it.
 const CLIENT_BUFFER: usize = 256;
@@ -278,17 +279,14 @@ struct SseEvent<'a> {
 /// this workspace.
 pub(crate) async fn stream(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id: WorkspaceId = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid workspace ID"))?;
     let exists = state
         .store
         .workspaces()
         .get(id)
         .await
-        .map_err(|e| ApiError::internal("failed to verify workspace", &e))?
+        .or_internal("failed to verify workspace")?
         .is_some();
     if !exists {
         return Err(ApiError::not_found("workspace not found"));
@@ -367,7 +365,7 @@ async fn event_log(state: &AppState, workspace: Option<WorkspaceId>) -> ApiResul
         .events()
         .recent(workspace, EVENT_LOG_LIMIT)
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     let items: Vec<LoggedEvent> = events.into_iter().map(Into::into).collect();
     Ok(axum::Json(items).into_response())
 }
@@ -380,10 +378,7 @@ pub(crate) async fn list_all(State(state): State<AppState>) -> ApiResult<Respons
 /// `GET /events/:workspaceId`: the newest 100 structure events of one workspace.
 pub(crate) async fn list_one(
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id: WorkspaceId = workspace_id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid workspace ID"))?;
     event_log(&state, Some(id)).await
 }

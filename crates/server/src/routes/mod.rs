@@ -33,7 +33,7 @@ pub(crate) fn request_origin(headers: &axum::http::HeaderMap) -> String {
 /// The workspace `id` when it exists and is not removed; else 404 `workspace not found`. A
 /// store failure is a 500 with `failure` as its message.
 pub(crate) async fn live_workspace(
-    state: &crate::app::AppState,
+    state: &crate::state::AppState,
     id: molecule_domain::WorkspaceId,
     failure: &str,
 ) -> crate::error::ApiResult<molecule_store::Workspace> {

@@ -2,19 +2,18 @@
 //! from Langfuse (§1.6), the agent's transcript (§1.7) and the audit ledger (§1.8). Upstream
 //! failures answer fixed messages, never the upstream's text.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use molecule_a2a::fetch::FetchError;
 use molecule_store::{AuditQuery, day_start};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use super::body;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{Query, WorkspacePath, non_empty};
+use crate::state::AppState;
 
 /// How long Langfuse may take.
 const LANGFUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -31,9 +30,8 @@ fn seconds(t: time::OffsetDateTime) -> String {
 /// `GET /workspaces/:id/metrics`: today's (UTC) token usage of the workspace.
 pub(crate) async fn metrics(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     super::live_workspace(&state, id, "failed to verify workspace").await?;
     let start = day_start(time::OffsetDateTime::now_utc());
     let usage = state
@@ -41,7 +39,7 @@ pub(crate) async fn metrics(
         .usage()
         .of_day(id, start)
         .await
-        .map_err(|e| ApiError::internal("failed to fetch metrics", &e))?;
+        .or_internal("failed to fetch metrics")?;
     Ok(ok_json(
         StatusCode::OK,
         json!({
@@ -59,9 +57,8 @@ pub(crate) async fn metrics(
 /// as Langfuse answers it); 503 when Langfuse is not configured.
 pub(crate) async fn traces(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let Some(langfuse) = state.langfuse.as_deref() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -108,19 +105,25 @@ pub(crate) async fn traces(
     }
 }
 
+/// `GET /workspaces/:id/transcript` query, forwarded to the agent as given.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TranscriptQuery {
+    since: Option<String>,
+    limit: Option<String>,
+}
+
 /// `GET /workspaces/:id/transcript?since=&limit=`: the agent's own `/transcript`, fetched
 /// through the A2A address policy (no redirects), with the caller's `Authorization`.
 pub(crate) async fn transcript(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<TranscriptQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let ws = super::live_workspace(&state, id, "query failed").await?;
-    let forwarded: Vec<(&str, String)> = ["since", "limit"]
+    let forwarded: Vec<(&str, String)> = [("since", query.since), ("limit", query.limit)]
         .into_iter()
-        .filter_map(|k| query.get(k).map(|v| (k, v.clone())))
+        .filter_map(|(k, v)| Some((k, v?)))
         .collect();
     let auth = headers
         .get(header::AUTHORIZATION)
@@ -151,13 +154,11 @@ pub(crate) async fn transcript(
 }
 
 fn time_param(
-    query: &HashMap<String, String>,
+    value: Option<&str>,
     key: &str,
     example: &str,
 ) -> ApiResult<Option<time::OffsetDateTime>> {
-    query
-        .get(key)
-        .filter(|v| !v.is_empty())
+    value
         .map(|v| {
             time::OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {
                 ApiError::bad_request(format!("{key} must be RFC 3339 (e.g. {example})"))
@@ -166,32 +167,48 @@ fn time_param(
         .transpose()
 }
 
+/// `GET /workspaces/:id/audit` query; an empty parameter is an absent one.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditParams {
+    #[serde(default, deserialize_with = "non_empty")]
+    agent_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    session_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    from: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    to: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    offset: Option<String>,
+}
+
 /// `GET /workspaces/:id/audit?agent_id=&session_id=&from=&to=&limit=&offset=`: the ledger in
 /// order, its total, and `chain_valid` — `null` when no salt is configured or the page is not
 /// whole chains (an offset, a session or time window, or a truncating limit).
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<AuditParams>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
-    let int = |key: &str| query.get(key).and_then(|v| v.parse::<i64>().ok());
+    let int = |v: &Option<String>| v.as_deref().and_then(|v| v.parse::<i64>().ok());
     let q = AuditQuery {
-        agent_id: query.get("agent_id").filter(|v| !v.is_empty()).cloned(),
-        session_id: query.get("session_id").filter(|v| !v.is_empty()).cloned(),
-        from: time_param(&query, "from", "2026-04-17T00:00:00Z")?,
-        to: time_param(&query, "to", "2026-04-17T23:59:59Z")?,
-        limit: int("limit")
+        from: time_param(query.from.as_deref(), "from", "2026-04-17T00:00:00Z")?,
+        to: time_param(query.to.as_deref(), "to", "2026-04-17T23:59:59Z")?,
+        limit: int(&query.limit)
             .filter(|l| *l > 0)
             .map_or(AUDIT_LIMIT.0, |l| l.min(AUDIT_LIMIT.1)),
-        offset: int("offset").filter(|o| *o >= 0).unwrap_or(0),
+        offset: int(&query.offset).filter(|o| *o >= 0).unwrap_or(0),
+        agent_id: query.agent_id,
+        session_id: query.session_id,
     };
     let (events, total) = state
         .store
         .audit()
         .list(id, &q)
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     let whole = q.offset == 0
         && q.session_id.is_none()
         && q.from.is_none()
@@ -203,7 +220,7 @@ pub(crate) async fn audit(
             let checked = events.clone();
             let valid = tokio::task::spawn_blocking(move || key.verify(&checked))
                 .await
-                .map_err(|e| ApiError::internal("query failed", &e))?;
+                .or_internal("query failed")?;
             Value::Bool(valid)
         }
         _ => Value::Null,

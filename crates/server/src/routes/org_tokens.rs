@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::views::rfc3339;
-use crate::app::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::state::AppState;
 
 /// Longest token name, in bytes.
 const MAX_NAME: usize = 100;
@@ -44,7 +44,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Response> {
         .org_tokens()
         .list()
         .await
-        .map_err(|e| ApiError::internal("failed to list tokens", &e))?;
+        .or_internal("failed to list tokens")?;
     let items: Vec<Value> = tokens.iter().map(listed).collect();
     let count = items.len();
     Ok(ok_json(
@@ -87,7 +87,7 @@ pub(crate) async fn create(
         .org_tokens()
         .issue(name.as_deref(), &created_by, org_id)
         .await
-        .map_err(|e| ApiError::internal("failed to mint token", &e))?;
+        .or_internal("failed to mint token")?;
     tracing::info!(prefix = %issued.info.prefix, created_by = %created_by, "org token minted");
     let mut reply = Map::new();
     reply.insert("id".into(), json!(issued.info.id));
@@ -119,7 +119,7 @@ pub(crate) async fn revoke(
         .org_tokens()
         .revoke(uuid)
         .await
-        .map_err(|e| ApiError::internal("failed to revoke", &e))?;
+        .or_internal("failed to revoke")?;
     if revoked {
         tracing::info!(token = %uuid, "org token revoked");
         Ok(ok_json(StatusCode::OK, json!({ "revoked": uuid })))

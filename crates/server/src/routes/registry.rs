@@ -4,7 +4,6 @@
 //! paused and hibernated becomes `online` (paused and hibernated are the operator's choice and
 //! stay; the agent is registered without a status change).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -13,10 +12,10 @@ use molecule_store::{Heartbeat, NewWorkspace, Workspace};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::body;
-use crate::app::AppState;
 use crate::auth;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::JsonBody;
+use crate::state::AppState;
 
 /// How long a registration waits for the backend start of its workspace to return.
 const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -30,7 +29,7 @@ fn parse_id(raw: Option<&str>) -> ApiResult<WorkspaceId> {
 }
 
 #[derive(Debug, Deserialize)]
-struct Register {
+pub(crate) struct Register {
     id: Option<String>,
     url: Option<String>,
     agent_card: Option<Value>,
@@ -62,9 +61,8 @@ async fn inbound_secret(state: &AppState, id: WorkspaceId) -> Option<String> {
 pub(crate) async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(req): JsonBody<Register>,
 ) -> ApiResult<Response> {
-    let req: Register = body::json(&body, "invalid request body")?;
     let id = parse_id(req.id.as_deref())?;
     let card = req
         .agent_card
@@ -78,12 +76,7 @@ pub(crate) async fn register(
         ),
     };
     let workspaces = state.store.workspaces();
-    let read = async || {
-        workspaces
-            .get(id)
-            .await
-            .map_err(|e| ApiError::internal("registration failed", &e))
-    };
+    let read = async || workspaces.get(id).await.or_internal("registration failed");
     // An id the server has never seen is 404 outside dev mode (Decision 2); in dev mode it is
     // a local agent onboarding itself: its external workspace is created below, once the
     // registration is known to be valid. Every other registration needs a credential bound
@@ -145,7 +138,7 @@ pub(crate) async fn register(
             .tokens()
             .consume_bootstrap(id, token)
             .await
-            .map_err(|e| ApiError::internal("registration failed", &e))?
+            .or_internal("registration failed")?
     {
         return Err(ApiError::unauthorized("invalid workspace auth token"));
     }
@@ -155,7 +148,7 @@ pub(crate) async fn register(
     workspaces
         .record_registration(id, stored_url.as_deref(), &card, mode)
         .await
-        .map_err(|e| ApiError::internal("registration failed", &e))?
+        .or_internal("registration failed")?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     use WorkspaceStatus::*;
     match workspaces
@@ -261,7 +254,7 @@ async fn check_url(state: &AppState, url: &str) -> ApiResult<()> {
 }
 
 #[derive(Debug, Deserialize)]
-struct HeartbeatBody {
+pub(crate) struct HeartbeatBody {
     workspace_id: Option<String>,
     #[serde(default)]
     error_rate: f64,
@@ -294,9 +287,8 @@ fn clamp_i32(n: i64) -> i32 {
 pub(crate) async fn heartbeat(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(hb): JsonBody<HeartbeatBody>,
 ) -> ApiResult<Response> {
-    let hb: HeartbeatBody = body::json(&body, "invalid request body")?;
     let id = parse_id(hb.workspace_id.as_deref())?;
     auth::agent_credential(&state, &headers, id, false).await?;
     let record = Heartbeat {
@@ -312,7 +304,7 @@ pub(crate) async fn heartbeat(
         .workspaces()
         .record_heartbeat(id, &record)
         .await
-        .map_err(|e| ApiError::internal("failed to update", &e))?
+        .or_internal("failed to update")?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let status_mgmt = hb
         .runtime_metadata
@@ -404,7 +396,7 @@ async fn evaluate_status(
 }
 
 #[derive(Debug, Deserialize)]
-struct UpdateCard {
+pub(crate) struct UpdateCard {
     workspace_id: Option<String>,
     agent_card: Option<Value>,
 }
@@ -413,9 +405,8 @@ struct UpdateCard {
 pub(crate) async fn update_card(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(req): JsonBody<UpdateCard>,
 ) -> ApiResult<Response> {
-    let req: UpdateCard = body::json(&body, "invalid request body")?;
     let id = parse_id(req.workspace_id.as_deref())?;
     let card = req
         .agent_card
@@ -427,7 +418,7 @@ pub(crate) async fn update_card(
         .workspaces()
         .set_agent_card(id, &card)
         .await
-        .map_err(|e| ApiError::internal("failed to update card", &e))?;
+        .or_internal("failed to update card")?;
     if !found {
         return Err(ApiError::not_found("workspace not found"));
     }

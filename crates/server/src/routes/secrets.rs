@@ -15,11 +15,10 @@ use molecule_store::{SecretInfo, SecretRead, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body;
 use super::views::rfc3339;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json};
-use crate::extract::{INVALID_BODY, JsonBody};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{INVALID_BODY, JsonBody, WorkspacePath};
+use crate::state::AppState;
 
 /// The workspace secret holding the model choice.
 pub(crate) const MODEL_KEY: &str = "MODEL_PROVIDER";
@@ -37,8 +36,7 @@ impl SecretBody {
     fn into_parts(self) -> ApiResult<(String, String)> {
         match (self.key, self.value) {
             (Some(k), Some(v)) if !k.is_empty() && !v.is_empty() => {
-                molecule_domain::validation::env_key(&k)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                molecule_domain::validation::env_key(&k)?;
                 Ok((k, v))
             }
             _ => Err(ApiError::bad_request(INVALID_BODY)),
@@ -87,14 +85,13 @@ fn restart_users_of_global(state: &AppState, key: String) {
 /// `GET /workspaces/:id/secrets`: workspace rows, then global rows not overridden; no values.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let secrets = state.store.secrets();
     let own = secrets
         .list_workspace(id)
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     let mut items: Vec<Value> = own.iter().map(|s| listed(s, "workspace")).collect();
     match secrets.list_global().await {
         Ok(global) => items.extend(
@@ -149,12 +146,9 @@ fn merge(
 /// `GET /workspaces/:id/secrets/values` (own token only): the merged values.
 pub(crate) async fn values(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
-    let env = merged(&state, id)
-        .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+    let env = merged(&state, id).await.or_internal("query failed")?;
     match env {
         Ok(env) => {
             let map: serde_json::Map<String, Value> = env
@@ -174,10 +168,9 @@ pub(crate) async fn values(
 /// `POST|PUT /workspaces/:id/secrets` `{"key","value"}`; restarts the workspace.
 pub(crate) async fn set(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     JsonBody(body): JsonBody<SecretBody>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let (key, value) = body.into_parts()?;
     exists(&state, id).await?;
     state
@@ -199,15 +192,15 @@ pub(crate) async fn set(
 /// `DELETE /workspaces/:id/secrets/:key`; restarts the workspace.
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
+    WorkspacePath(id): WorkspacePath,
+    Path((_, key)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let deleted = state
         .store
         .secrets()
         .delete_workspace(id, &key)
         .await
-        .map_err(|e| ApiError::internal("failed to delete secret", &e))?;
+        .or_internal("failed to delete secret")?;
     if !deleted {
         return Err(ApiError::not_found("secret not found"));
     }
@@ -225,7 +218,7 @@ pub(crate) async fn list_global(State(state): State<AppState>) -> ApiResult<Resp
         .secrets()
         .list_global()
         .await
-        .map_err(|e| ApiError::internal("query failed", &e))?;
+        .or_internal("query failed")?;
     let items: Vec<Value> = global.iter().map(|g| listed(g, "global")).collect();
     Ok(ok_json(StatusCode::OK, Value::Array(items)))
 }
@@ -262,7 +255,7 @@ pub(crate) async fn delete_global(
         .secrets()
         .delete_global(&key)
         .await
-        .map_err(|e| ApiError::internal("failed to delete", &e))?;
+        .or_internal("failed to delete")?;
     if !deleted {
         return Err(ApiError::not_found("secret not found"));
     }
@@ -296,8 +289,7 @@ const PROVIDER: Reserved = Reserved {
     save_failed: "failed to save provider",
 };
 
-async fn get_reserved(state: &AppState, id: &str, which: Reserved) -> ApiResult<Response> {
-    let id = body::workspace_id(id)?;
+async fn get_reserved(state: &AppState, id: WorkspaceId, which: Reserved) -> ApiResult<Response> {
     let value = state
         .store
         .secrets()
@@ -316,11 +308,10 @@ async fn get_reserved(state: &AppState, id: &str, which: Reserved) -> ApiResult<
 
 async fn set_reserved(
     state: &AppState,
-    id: &str,
+    id: WorkspaceId,
     body: serde_json::Map<String, Value>,
     which: Reserved,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(id)?;
     let value = match body.get(which.field) {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.trim().to_owned(),
@@ -331,14 +322,14 @@ async fn set_reserved(
         secrets
             .delete_workspace(id, which.key)
             .await
-            .map_err(|e| ApiError::internal(which.clear_failed, &e))?;
+            .or_internal(which.clear_failed)?;
         json!({ "status": "cleared" })
     } else {
         exists(state, id).await?;
         secrets
             .set_workspace(id, which.key, &value)
             .await
-            .map_err(|e| ApiError::internal(which.save_failed, &e))?;
+            .or_internal(which.save_failed)?;
         json!({ "status": "saved", which.field: value })
     };
     restart_after_change(state, id);
@@ -348,35 +339,35 @@ async fn set_reserved(
 /// `GET /workspaces/:id/model`.
 pub(crate) async fn get_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    get_reserved(&state, &id, MODEL).await
+    get_reserved(&state, id, MODEL).await
 }
 
 /// `PUT /workspaces/:id/model` `{"model": "…"}` (empty clears).
 pub(crate) async fn set_model(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
 ) -> ApiResult<Response> {
-    set_reserved(&state, &id, body, MODEL).await
+    set_reserved(&state, id, body, MODEL).await
 }
 
 /// `GET /workspaces/:id/provider`.
 pub(crate) async fn get_provider(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    get_reserved(&state, &id, PROVIDER).await
+    get_reserved(&state, id, PROVIDER).await
 }
 
 /// `PUT /workspaces/:id/provider` `{"provider": "…"}` (empty clears).
 pub(crate) async fn set_provider(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
 ) -> ApiResult<Response> {
-    set_reserved(&state, &id, body, PROVIDER).await
+    set_reserved(&state, id, body, PROVIDER).await
 }
 
 /// The LLM provider a model name implies (spec: auth-router §5.6): the text before the first

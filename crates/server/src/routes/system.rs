@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// `GET /health`: the process is up and serving.
 pub(crate) async fn health() -> Json<Value> {
@@ -49,7 +49,7 @@ pub(crate) async fn not_found(request: Request) -> Response {
 /// refused a larger declared one), so a client still sending it gets the answer instead of a
 /// connection reset.
 async fn discard_body(request: Request) {
-    let _ = axum::body::to_bytes(request.into_body(), crate::app::DEFAULT_BODY_LIMIT).await;
+    let _ = axum::body::to_bytes(request.into_body(), crate::middleware::DEFAULT_BODY_LIMIT).await;
 }
 
 /// Drops the `Allow` header axum puts on a wrong-method answer: that answer is the plain 404.

@@ -3,7 +3,7 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use molecule_domain::{EventType, Runtime, Tier, validation};
@@ -11,11 +11,10 @@ use molecule_store::{NewWorkspace, Workspace};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body;
-use super::workspaces::lifecycle_error;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::WorkspacePath;
 use crate::lifecycle::LifecycleError;
+use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TeamConfig {
@@ -102,24 +101,21 @@ fn find_template(configs: &FsPath, ws_name: &str) -> Option<PathBuf> {
 /// of the workspace's template, as children with the parent's tier.
 pub(crate) async fn expand(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let parent: Workspace = state
         .store
         .workspaces()
         .get(id)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .or_internal("lookup failed")?
         .filter(|w| !w.status.is_removed())
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let no_config = || ApiError::bad_request("no config found for workspace");
     let configs = state.configs_dir.as_deref().ok_or_else(no_config)?;
     let file = find_template(configs, &parent.name).ok_or_else(no_config)?;
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| ApiError::internal("failed to read config", &e))?;
-    let config =
-        parse_config(&text).map_err(|e| ApiError::internal("failed to parse config", &e))?;
+    let text = std::fs::read_to_string(&file).or_internal("failed to read config")?;
+    let config = parse_config(&text).or_internal("failed to parse config")?;
     if config.sub_workspaces.is_empty() {
         return Err(ApiError::bad_request(
             "workspace has no sub_workspaces defined in config",
@@ -175,26 +171,25 @@ pub(crate) async fn expand(
 /// its whole subtree, through the same path as `DELETE` (tokens revoked, compute stopped).
 pub(crate) async fn collapse(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let workspaces = state.store.workspaces();
     workspaces
         .get(id)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .or_internal("lookup failed")?
         .filter(|w| !w.status.is_removed())
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     let children = workspaces
         .children(id)
         .await
-        .map_err(|e| ApiError::internal("failed to query children", &e))?;
+        .or_internal("failed to query children")?;
     let mut removed = Vec::new();
     for child in children {
         match state.lifecycle.remove(child.id, false).await {
             Ok(_) => removed.push(child.name),
             Err(LifecycleError::NotFound) => {}
-            Err(e) => return Err(lifecycle_error(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     state

@@ -1,34 +1,43 @@
 //! Workspace token routes (`auth-router.md` §4.1, §4.3).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body;
 use super::views::rfc3339;
-use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::extract::{Query, WorkspacePath, non_empty};
+use crate::state::AppState;
 
 /// Live tokens a workspace may hold at once.
 const MAX_LIVE: i64 = 50;
 
+/// `GET /workspaces/:id/tokens` query: `limit` 1–200 (default 50), `offset` ≥ 0.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default, deserialize_with = "non_empty")]
+    limit: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    offset: Option<String>,
+}
+
 /// `GET /workspaces/:id/tokens?limit&offset` (workspace auth).
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    WorkspacePath(id): WorkspacePath,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let limit = query
-        .get("limit")
+        .limit
+        .as_deref()
         .and_then(|l| l.parse::<i64>().ok())
         .filter(|l| (1..=200).contains(l))
         .unwrap_or(50);
     let offset = query
-        .get("offset")
+        .offset
+        .as_deref()
         .and_then(|o| o.parse::<i64>().ok())
         .filter(|o| *o >= 0)
         .unwrap_or(0);
@@ -37,7 +46,7 @@ pub(crate) async fn list(
         .tokens()
         .list(id, limit, offset)
         .await
-        .map_err(|e| ApiError::internal("failed to list tokens", &e))?;
+        .or_internal("failed to list tokens")?;
     let items: Vec<Value> = tokens
         .iter()
         .map(|t| {
@@ -59,14 +68,13 @@ pub(crate) async fn list(
 /// `POST /workspaces/:id/tokens` (workspace auth).
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let tokens = state.store.tokens();
     let live = tokens
         .count_live(id)
         .await
-        .map_err(|e| ApiError::internal("failed to create token", &e))?;
+        .or_internal("failed to create token")?;
     if live >= MAX_LIVE {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -77,7 +85,7 @@ pub(crate) async fn create(
     let issued = tokens
         .issue(id)
         .await
-        .map_err(|e| ApiError::internal("failed to create token", &e))?;
+        .or_internal("failed to create token")?;
     Ok(ok_json(
         StatusCode::CREATED,
         json!({
@@ -91,9 +99,9 @@ pub(crate) async fn create(
 /// `DELETE /workspaces/:id/tokens/:tokenId` (workspace auth).
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    Path((id, token_id)): Path<(String, String)>,
+    WorkspacePath(id): WorkspacePath,
+    Path((_, token_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let id = body::workspace_id(&id)?;
     let not_found = || ApiError::not_found("token not found or already revoked");
     let token_id: uuid::Uuid = token_id.parse().map_err(|_| not_found())?;
     let revoked = state
@@ -101,7 +109,7 @@ pub(crate) async fn revoke(
         .tokens()
         .revoke(id, token_id)
         .await
-        .map_err(|e| ApiError::internal("failed to revoke token", &e))?;
+        .or_internal("failed to revoke token")?;
     if revoked {
         Ok(ok_json(StatusCode::OK, json!({ "status": "revoked" })))
     } else {
@@ -113,7 +121,7 @@ pub(crate) async fn revoke(
 /// `MOLECULE_ENABLE_TEST_TOKENS=1`, and outside dev mode only for the admin token.
 pub(crate) async fn test_token(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     if !state.security.test_tokens() {
@@ -129,14 +137,13 @@ pub(crate) async fn test_token(
             return Err(ApiError::unauthorized("admin auth required"));
         }
     }
-    let id = body::workspace_id(&id)?;
     exists(&state, id).await?;
     let issued = state
         .store
         .tokens()
         .issue(id)
         .await
-        .map_err(|e| ApiError::internal("token issue failed", &e))?;
+        .or_internal("token issue failed")?;
     Ok(ok_json(
         StatusCode::OK,
         json!({ "auth_token": issued.token.expose(), "workspace_id": id }),
@@ -149,7 +156,7 @@ async fn exists(state: &AppState, id: molecule_domain::WorkspaceId) -> ApiResult
         .workspaces()
         .get(id)
         .await
-        .map_err(|e| ApiError::internal("lookup failed", &e))?
+        .or_internal("lookup failed")?
         .map(|_| ())
         .ok_or_else(|| ApiError::not_found("workspace not found"))
 }

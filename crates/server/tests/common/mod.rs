@@ -12,8 +12,8 @@ use molecule_domain::WorkspaceId;
 use molecule_provisioner_api::{
     BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, Started,
 };
-use molecule_server::app::{AppState, router};
-use molecule_server::auth::Security;
+use molecule_server::Security;
+use molecule_server::{AppState, router};
 use molecule_store::testing::TestStore;
 use serde_json::Value;
 

@@ -1,0 +1,60 @@
+//! The settings of the HTTP pipeline: CORS origins, the global rate limit, body limits and the
+//! body read timeout.
+
+use std::time::Duration;
+
+use super::body_limit::RouteBodyLimit;
+use super::{cors, rate_limit};
+
+/// The default request body limit. A route with a larger one is listed in
+/// [`ROUTE_BODY_LIMITS`]; a route may lower its own with a `DefaultBodyLimit` layer.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default request body read timeout.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Routes whose body limit is not [`DEFAULT_BODY_LIMIT`]: method, path template, bytes. The
+/// pipeline checks `Content-Length` against it before any handler runs, so a larger limit must
+/// be declared here (a `DefaultBodyLimit` on the route alone would be refused in front of it).
+pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[];
+
+/// Settings of the HTTP pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Allowed CORS origins, trimmed and lower-cased.
+    pub cors_origins: Vec<String>,
+    /// Global requests per window and client IP.
+    pub rate_limit: u32,
+    /// The global limiter's window.
+    pub rate_window: Duration,
+    /// The default request body limit in bytes.
+    pub body_limit: usize,
+    /// Routes with another body limit (default: [`ROUTE_BODY_LIMITS`]).
+    pub route_body_limits: Vec<RouteBodyLimit>,
+    /// How long a request's body may take to arrive, from its headers.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    /// The reference's defaults: the two localhost canvas origins, 600 requests a minute, 1 MiB
+    /// (with [`ROUTE_BODY_LIMITS`]); bodies within 30 s.
+    fn default() -> Self {
+        Self {
+            cors_origins: cors::parse_origins("http://localhost:3000,http://localhost:3001"),
+            rate_limit: rate_limit::DEFAULT_RATE_LIMIT,
+            rate_window: rate_limit::RATE_WINDOW,
+            body_limit: DEFAULT_BODY_LIMIT,
+            route_body_limits: ROUTE_BODY_LIMITS
+                .iter()
+                .filter_map(|(method, path, limit)| {
+                    Some(RouteBodyLimit {
+                        method: method.parse().ok()?,
+                        path: (*path).to_owned(),
+                        limit: *limit,
+                    })
+                })
+                .collect(),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+        }
+    }
+}

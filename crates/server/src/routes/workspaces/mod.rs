@@ -1,0 +1,13 @@
+//! Workspace CRUD and operator operations (`lifecycle.md` §6).
+
+mod budget;
+mod create;
+mod ops;
+mod read;
+mod update;
+
+pub(crate) use budget::{budget, set_budget};
+pub(crate) use create::{create, parse_create};
+pub(crate) use ops::{bootstrap_failed, console, hibernate, pause, remove, restart, resume};
+pub(crate) use read::{get, list, status};
+pub(crate) use update::update;

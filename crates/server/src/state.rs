@@ -1,0 +1,139 @@
+//! The application state every handler reaches: the store, the services and the settings
+//! fixed at boot. Built once by [`crate::run`] (or a test), cheap to clone.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use molecule_store::Store;
+
+use crate::a2a_platform::ServerPlatform;
+use crate::events::EventBus;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::middleware::HttpSettings;
+use crate::middleware::rate_limit::RateLimiter;
+use crate::observability::{AuditKey, Langfuse};
+use crate::security::Security;
+use crate::supervisor::Supervisor;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Security settings fixed at boot.
+    pub security: Security,
+    /// The event bus.
+    pub events: EventBus,
+    /// The lifecycle service: the only way to start, stop or restart a workspace.
+    pub lifecycle: Lifecycle,
+    /// The workspace template directory, if there is one.
+    pub configs_dir: Option<Arc<std::path::PathBuf>>,
+    /// Settings of the HTTP pipeline.
+    pub http: Arc<HttpSettings>,
+    /// The Prometheus metrics.
+    pub metrics: Metrics,
+    /// The supervisor of the background loops.
+    pub supervisor: Supervisor,
+    /// The global per-client-IP rate limiter.
+    pub rate_limiter: RateLimiter<IpAddr>,
+    /// The org-token mint limiter: [`ORG_MINT_LIMIT`] per hour and client IP.
+    pub org_mint_limiter: RateLimiter<IpAddr>,
+    /// The A2A proxy, queue and delegations.
+    pub a2a: molecule_a2a::Proxy,
+    /// Langfuse, when configured (`GET …/traces`).
+    pub langfuse: Option<Arc<Langfuse>>,
+    /// The audit ledger key, when `AUDIT_LEDGER_SALT` is set.
+    pub audit_key: Option<AuditKey>,
+    /// A client for operator-configured upstreams (Langfuse).
+    pub http_client: reqwest::Client,
+}
+
+/// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
+pub const ORG_MINT_LIMIT: u32 = 10;
+/// The org-token mint limiter's window.
+pub const ORG_MINT_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+impl AppState {
+    /// State over an opened store, with no backend and the default [`HttpSettings`].
+    pub fn new(store: Store, security: Security) -> Self {
+        Self::with_backend(store, security, None, String::from("http://127.0.0.1:8080"))
+    }
+
+    /// State with a provisioning backend (or none) and the URL workspaces reach us at.
+    pub fn with_backend(
+        store: Store,
+        security: Security,
+        backend: Option<Arc<dyn molecule_provisioner_api::Provisioner>>,
+        platform_url: String,
+    ) -> Self {
+        let events = EventBus::new(store.clone());
+        let lifecycle = Lifecycle::new(store.clone(), events.clone(), backend, platform_url);
+        let http = HttpSettings::default();
+        let platform = ServerPlatform {
+            events: events.clone(),
+            lifecycle: lifecycle.clone(),
+        };
+        let a2a_settings = molecule_a2a::Settings {
+            policy: molecule_a2a::ssrf::UrlPolicy {
+                dev_mode: security.dev_mode(),
+                saas: false,
+            },
+            ..molecule_a2a::Settings::default()
+        };
+        let a2a = molecule_a2a::Proxy::new(store.clone(), Arc::new(platform), a2a_settings);
+        Self {
+            a2a,
+            store,
+            security,
+            events,
+            lifecycle,
+            configs_dir: None,
+            rate_limiter: RateLimiter::new(http.rate_limit, http.rate_window),
+            org_mint_limiter: RateLimiter::new(ORG_MINT_LIMIT, ORG_MINT_WINDOW),
+            http: Arc::new(http),
+            metrics: Metrics::new(),
+            supervisor: Supervisor::new(),
+            langfuse: None,
+            audit_key: None,
+            http_client: reqwest::Client::new(),
+        }
+    }
+
+    /// The same state with Langfuse (traces) and the audit ledger salt, when configured.
+    pub fn with_observability(
+        mut self,
+        langfuse: Option<Langfuse>,
+        audit_salt: Option<String>,
+    ) -> Self {
+        self.langfuse = langfuse.map(Arc::new);
+        self.audit_key = audit_salt.filter(|s| !s.is_empty()).map(AuditKey::new);
+        self
+    }
+
+    /// The same state with these HTTP settings (and a fresh global limiter for them).
+    pub fn with_http(mut self, http: HttpSettings) -> Self {
+        self.rate_limiter = RateLimiter::new(http.rate_limit, http.rate_window);
+        self.http = Arc::new(http);
+        self
+    }
+
+    /// The same state with these A2A settings.
+    pub fn with_a2a_settings(mut self, settings: molecule_a2a::Settings) -> Self {
+        self.a2a = self.a2a.with_settings(settings);
+        self
+    }
+
+    /// The same state with this template directory.
+    pub fn with_configs_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.configs_dir = dir.map(Arc::new);
+        self
+    }
+
+    /// The same state with this supervisor.
+    pub fn with_supervisor(mut self, supervisor: Supervisor) -> Self {
+        self.supervisor = supervisor;
+        self
+    }
+}

@@ -1,5 +1,5 @@
 //! One lifecycle service owns every start and stop (Decision 5): in the server and A2A crates,
-//! only `lifecycle/` and the files that hand the chosen backend to it (`backend.rs`, `app.rs`)
+//! only `lifecycle/` and the files that hand the chosen backend to it (`backend.rs`, `state.rs`)
 //! name the `Provisioner` trait, and only `lifecycle/` calls its operations. A grep over the
 //! sources, so that a new caller of the backend fails here rather than in review.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -59,7 +59,7 @@ fn only_the_lifecycle_reaches_the_backend() {
             .to_string_lossy()
             .into_owned();
         let in_lifecycle = rel.starts_with("src/lifecycle/");
-        let hands_it_over = rel == "src/backend.rs" || rel == "src/app.rs";
+        let hands_it_over = rel == "src/backend.rs" || rel == "src/state.rs";
         if names_the_trait(&text) {
             assert!(
                 in_lifecycle || hands_it_over,

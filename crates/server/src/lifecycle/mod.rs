@@ -22,7 +22,7 @@ use molecule_store::Store;
 
 use crate::events::EventBus;
 
-pub use operations::{LifecycleError, PauseOutcome, RemoveOutcome, RestartOutcome};
+pub use operations::{LifecycleError, RestartOutcome};
 
 /// Why provisioning fails when no backend is configured (stored and broadcast as is).
 pub const NO_BACKEND: &str = "no provisioning backend available — workspace requires either a \

@@ -369,14 +369,7 @@ pub(crate) async fn notify(
             "attachment[{i}]: uri and name are required"
         )));
     }
-    let ws = state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .or_internal("failed to look up workspace")?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let ws = crate::routes::live_workspace(&state, id, "failed to look up workspace").await?;
     let files: Vec<Value> = attachments.iter().map(Attachment::to_json).collect();
     let mut payload = Map::new();
     payload.insert("message".into(), json!(note.message));

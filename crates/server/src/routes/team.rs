@@ -103,14 +103,7 @@ pub(crate) async fn expand(
     State(state): State<AppState>,
     WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let parent: Workspace = state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .or_internal("lookup failed")?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let parent: Workspace = crate::routes::live_workspace(&state, id, "lookup failed").await?;
     let no_config = || ApiError::bad_request("no config found for workspace");
     let configs = state.configs_dir.as_deref().ok_or_else(no_config)?;
     let file = find_template(configs, &parent.name).ok_or_else(no_config)?;

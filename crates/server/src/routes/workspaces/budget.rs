@@ -15,14 +15,7 @@ pub(crate) async fn budget(
     State(state): State<AppState>,
     WorkspacePath(id): WorkspacePath,
 ) -> ApiResult<Response> {
-    let ws = state
-        .store
-        .workspaces()
-        .get(id)
-        .await
-        .or_internal("query failed")?
-        .filter(|w| !w.status.is_removed())
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let ws = crate::routes::live_workspace(&state, id, "query failed").await?;
     Ok(ok_json(StatusCode::OK, views::budget(&ws)))
 }
 

@@ -74,7 +74,7 @@ impl Runtime {
         Self(Self::EXTERNAL.to_owned())
     }
 
-    /// The name.
+    /// The runtime's name, as stored and as the API shows it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

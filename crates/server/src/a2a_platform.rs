@@ -14,9 +14,9 @@ use crate::lifecycle::Lifecycle;
 /// The event bus and lifecycle service, as the proxy sees them.
 #[derive(Debug, Clone)]
 pub struct ServerPlatform {
-    /// The event bus.
+    /// Where the proxy's events (A2A traffic, activity) are emitted.
     pub events: EventBus,
-    /// The lifecycle service.
+    /// What the proxy asks to restart or wake a workspace.
     pub lifecycle: Lifecycle,
 }
 

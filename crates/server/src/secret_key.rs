@@ -33,17 +33,17 @@ pub enum SecretKeyError {
     /// The key file holds something that is not a key.
     #[error("the secrets key file {path} is not a valid key: {error}; refusing to start")]
     BadFile {
-        /// The file.
+        /// Where the key file is.
         path: String,
-        /// Why.
+        /// What is wrong with its content.
         error: KeyError,
     },
     /// The key file cannot be read or written.
     #[error("cannot set up the secrets key file {path}: {error}")]
     Io {
-        /// The file.
+        /// Where the key file is.
         path: String,
-        /// The underlying error.
+        /// The I/O failure.
         error: std::io::Error,
     },
 }

@@ -20,11 +20,11 @@ use crate::supervisor::Supervisor;
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The database.
+    /// The repositories over PostgreSQL or SQLite.
     pub store: Store,
     /// Security settings fixed at boot.
     pub security: Security,
-    /// The event bus.
+    /// Persists events and fans them out to WebSocket/SSE clients and other replicas.
     pub events: EventBus,
     /// The lifecycle service: the only way to start, stop or restart a workspace.
     pub lifecycle: Lifecycle,

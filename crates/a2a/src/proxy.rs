@@ -5,11 +5,12 @@
 //! poll-mode short-circuit → capacity (queue) → URL → delivery.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use molecule_domain::{DeliveryMode, WorkspaceId, WorkspaceStatus};
 use molecule_store::{NewActivity, Store, Workspace};
+use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::caller::Caller;
@@ -133,11 +134,7 @@ impl Proxy {
 
     /// Records the capabilities a workspace declared in a heartbeat (none: forgets them).
     pub fn set_capabilities(&self, id: WorkspaceId, capabilities: Vec<String>) {
-        let mut all = self
-            .inner
-            .capabilities
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut all = self.inner.capabilities.lock();
         if capabilities.is_empty() {
             all.remove(&id);
         } else {
@@ -150,7 +147,6 @@ impl Proxy {
         self.inner
             .capabilities
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .is_some_and(|c| c.iter().any(|x| x == capability))
     }

@@ -378,11 +378,7 @@ struct DrainGuard<'a> {
 impl<'a> DrainGuard<'a> {
     /// The guard, or `None` (and a rerun noted) when a drain of `id` is running.
     fn take(proxy: &'a Proxy, id: WorkspaceId) -> Option<Self> {
-        let mut running = proxy
-            .inner
-            .draining
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = proxy.inner.draining.lock();
         match running.get_mut(&id) {
             Some(again) => {
                 *again = true;
@@ -402,12 +398,7 @@ impl<'a> DrainGuard<'a> {
     /// Whether another drain was asked for since the last pass (the request is cleared);
     /// if not, the workspace is released in the same step, so no request falls in between.
     fn again_or_release(&mut self) -> bool {
-        let mut running = self
-            .proxy
-            .inner
-            .draining
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = self.proxy.inner.draining.lock();
         if let Some(again) = running.get_mut(&self.id)
             && std::mem::replace(again, false)
         {
@@ -421,15 +412,8 @@ impl<'a> DrainGuard<'a> {
 
 impl Drop for DrainGuard<'_> {
     fn drop(&mut self) {
-        if self.released {
-            return;
+        if !self.released {
+            self.proxy.inner.draining.lock().remove(&self.id);
         }
-        let mut running = self
-            .proxy
-            .inner
-            .draining
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        running.remove(&self.id);
     }
 }

@@ -108,7 +108,6 @@ pub(crate) async fn deliver(
             status,
             content_type,
             response,
-            elapsed: _,
             events,
         } => {
             let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);

@@ -9,25 +9,25 @@
 //! `shared` and the leaves (`target`, `settings`, `log`, `reply`, `dispatch`, `normalize`,
 //! `ssrf`, `usage`, `caller`, `platform`).
 
-pub mod caller;
-pub mod delegation;
-pub mod delegation_rows;
-pub mod delivery;
-pub mod dispatch;
-pub mod drain;
+mod caller;
+mod delegation;
+mod delegation_rows;
+mod delivery;
+mod dispatch;
+mod drain;
 pub mod fetch;
 pub mod log;
 pub mod normalize;
-pub mod platform;
-pub mod proxy;
+mod platform;
+mod proxy;
 pub mod queue;
 pub mod reply;
-pub mod send;
-pub mod settings;
-pub mod shared;
+mod send;
+mod settings;
+mod shared;
 pub mod ssrf;
-pub mod target;
-pub mod usage;
+mod target;
+mod usage;
 
 pub use caller::Caller;
 pub use platform::Platform;

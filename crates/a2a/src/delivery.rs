@@ -1,30 +1,31 @@
 //! Delivering a normalised message to the target's URL and turning what happened into the
 //! caller's answer, the activity row and the liveness consequences (a2a.md §1.2.4–1.2.8).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use molecule_domain::{EventType, Runtime, WorkspaceStatus};
-use molecule_store::Workspace;
+use molecule_domain::{EventType, WorkspaceStatus};
+use molecule_store::{NewActivity, Workspace};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::caller::Caller;
 use crate::dispatch::{self, Failure, Limits, Outcome};
-use crate::log;
 use crate::normalize::Normalized;
-use crate::proxy::{Proxy, display_name, internal, receive_row};
-use crate::reply::Reply;
-use crate::ssrf::UrlPolicy;
+use crate::reply::{Reply, Stream, is_v1_method};
+use crate::shared::Shared;
+use crate::target::{display_name, receive_row, summary};
+use crate::usage::{Sample, usage_of};
 
 /// Chunks of a relayed stream waiting for a slow caller before the relay waits too.
 const STREAM_BUFFER: usize = 32;
 
 /// Answers from an agent that mean its origin may be dead: probe the compute.
-pub const DEAD_ORIGIN: [u16; 7] = [502, 503, 504, 521, 522, 523, 524];
+const DEAD_ORIGIN: [u16; 7] = [502, 503, 504, 521, 522, 523, 524];
 
 /// What a delivery means for the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The agent answered 2xx: delivered.
     Delivered,
     /// The agent did not take it (busy, reset, or it answered 429): worth queueing.
@@ -37,11 +38,11 @@ pub enum Verdict {
 
 /// A delivery's answer and verdict.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// What the caller gets.
-    pub reply: Reply,
+    pub(crate) reply: Reply,
     /// What it means for the message.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 impl Delivery {
@@ -50,196 +51,189 @@ impl Delivery {
     }
 }
 
-impl Proxy {
-    /// Resolves the target's URL and delivers `normalized` there.
-    pub(crate) async fn deliver(
-        &self,
-        ws: &Workspace,
-        caller: &Caller,
-        normalized: &Normalized,
-        deadline: Option<Duration>,
-        log: bool,
-    ) -> Delivery {
-        let inner = &self.inner;
-        let Some(url) = ws.url.clone().filter(|u| !u.is_empty()) else {
-            if matches!(
-                ws.status,
-                WorkspaceStatus::Hibernated | WorkspaceStatus::Hibernating
-            ) {
-                inner.platform.wake(ws.id).await;
-                return Delivery::new(Reply::waking(), Verdict::Failed);
-            }
-            let reply = Reply::json(
-                503,
-                json!({ "error": "workspace has no URL", "status": ws.status }),
-            );
-            return Delivery::new(reply, Verdict::Failed);
-        };
-        if let Err(e) = self.policy_for(ws, &url).check(&url).await {
-            tracing::warn!(workspace = %ws.id, error = %e, "a2a: target URL refused by the address policy");
-            return Delivery::new(
-                Reply::error(502, "workspace URL is not publicly routable"),
-                Verdict::Failed,
-            );
+/// Resolves the target's URL and delivers `normalized` there; with `log`, writes the
+/// activity row of what happened.
+pub(crate) async fn deliver(
+    shared: &Arc<Shared>,
+    ws: &Workspace,
+    caller: &Caller,
+    normalized: &Normalized,
+    deadline: Option<Duration>,
+    log: bool,
+) -> Delivery {
+    let Some(url) = ws.url.clone().filter(|u| !u.is_empty()) else {
+        if matches!(
+            ws.status,
+            WorkspaceStatus::Hibernated | WorkspaceStatus::Hibernating
+        ) {
+            shared.platform.wake(ws.id).await;
+            return Delivery::new(Reply::waking(), Verdict::Failed);
         }
-        if let Err(e) = inner.store.workspaces().touch_activity(ws.id).await {
-            tracing::debug!(workspace = %ws.id, error = %e, "a2a: cannot record activity time");
-        }
-        let limits = Limits {
-            idle: inner.settings.idle_timeout,
-            // A deadline beyond what an `Instant` can hold is no deadline (never a panic).
-            deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
-        };
-        let body = serde_json::to_vec(&normalized.body).unwrap_or_default();
-        let events = inner.platform.watch(ws.id);
-        let started = Instant::now();
-        // An A2A 1.0 method is only served as such when the request says so.
-        let version = crate::reply::is_v1_method(&normalized.method).then_some("1.0");
-        let outcome = dispatch::deliver(&inner.client, &url, body, version, limits, events).await;
-        match outcome {
-            Outcome::Streaming {
-                status,
-                content_type,
-                response,
-                elapsed: _,
-                events,
-            } => {
-                let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-                let (proxy, ws, caller, normalized) =
-                    (self.clone(), ws.clone(), caller.clone(), normalized.clone());
-                tokio::spawn(async move {
-                    let relayed = dispatch::relay(response, limits, events, tx, started).await;
-                    if log {
-                        proxy
-                            .stream_ended(&ws, &caller, &normalized, status, relayed)
-                            .await;
-                    }
-                });
-                Delivery::new(
-                    Reply::stream(status, crate::reply::Stream::new(content_type, rx)),
-                    Verdict::Delivered,
-                )
-            }
-            Outcome::Answered {
-                status,
-                body,
-                elapsed,
-            } => {
-                self.answered(ws, caller, normalized, status, body, elapsed, log)
-                    .await
-            }
-            Outcome::BodyFailed { status, elapsed } => {
-                let confirmed = (200..400).contains(&status);
-                if log && confirmed {
-                    let row = molecule_store::NewActivity {
-                        summary: Some(format!("{} → {}", normalized.method, display_name(ws))),
-                        request_body: Some(normalized.body.clone()),
-                        duration_ms: Some(millis(elapsed)),
-                        ..receive_row(ws, caller, normalized)
+        let reply = Reply::json(
+            503,
+            json!({ "error": "workspace has no URL", "status": ws.status }),
+        );
+        return Delivery::new(reply, Verdict::Failed);
+    };
+    if let Err(e) = shared.settings.policy_for(ws, &url).check(&url).await {
+        tracing::warn!(workspace = %ws.id, error = %e, "a2a: target URL refused by the address policy");
+        return Delivery::new(
+            Reply::error(502, "workspace URL is not publicly routable"),
+            Verdict::Failed,
+        );
+    }
+    if let Err(e) = shared.store.workspaces().touch_activity(ws.id).await {
+        tracing::debug!(workspace = %ws.id, error = %e, "a2a: cannot record activity time");
+    }
+    let limits = Limits {
+        idle: shared.settings.idle_timeout,
+        // A deadline beyond what an `Instant` can hold is no deadline (never a panic).
+        deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
+    };
+    let body = serde_json::to_vec(&normalized.body).unwrap_or_default();
+    let events = shared.platform.watch(ws.id);
+    let started = Instant::now();
+    // An A2A 1.0 method is only served as such when the request says so.
+    let version = is_v1_method(&normalized.method).then_some("1.0");
+    let outcome = dispatch::deliver(&shared.client, &url, body, version, limits, events).await;
+    let attempt = Attempt {
+        shared,
+        ws,
+        caller,
+        normalized,
+        log,
+    };
+    match outcome {
+        Outcome::Streaming {
+            status,
+            content_type,
+            response,
+            events,
+        } => {
+            let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+            let (shared, ws, caller, normalized) = (
+                Arc::clone(shared),
+                ws.clone(),
+                caller.clone(),
+                normalized.clone(),
+            );
+            tokio::spawn(async move {
+                let relayed = dispatch::relay(response, limits, events, tx, started).await;
+                if log {
+                    let attempt = Attempt {
+                        shared: &shared,
+                        ws: &ws,
+                        caller: &caller,
+                        normalized: &normalized,
+                        log,
                     };
-                    log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
+                    attempt.stream_ended(status, relayed).await;
                 }
-                let reply = Reply::json(
-                    502,
-                    json!({ "error": "failed to read agent response", "delivery_confirmed": confirmed }),
-                );
-                let verdict = if confirmed {
-                    Verdict::Unanswered
-                } else {
-                    Verdict::Failed
-                };
-                Delivery::new(reply, verdict)
-            }
-            Outcome::Failed { failure, elapsed } => {
-                self.failed(ws, caller, normalized, failure, elapsed, log)
-                    .await
-            }
+            });
+            Delivery::new(
+                Reply::stream(status, Stream::new(content_type, rx)),
+                Verdict::Delivered,
+            )
+        }
+        Outcome::Answered {
+            status,
+            body,
+            elapsed,
+        } => attempt.answered(status, body, elapsed).await,
+        Outcome::BodyFailed { status, elapsed } => attempt.body_failed(status, elapsed).await,
+        Outcome::Failed { failure, elapsed } => attempt.failed(failure, elapsed).await,
+    }
+}
+
+/// One message sent to a target: what turning its outcome into an answer needs.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    shared: &'a Shared,
+    ws: &'a Workspace,
+    caller: &'a Caller,
+    normalized: &'a Normalized,
+    /// Whether to write activity rows and broadcasts.
+    log: bool,
+}
+
+impl Attempt<'_> {
+    /// The `a2a_receive` row of this message with `title` as its summary, taking `elapsed`.
+    fn row(&self, title: String, elapsed: Duration) -> NewActivity {
+        NewActivity {
+            duration_ms: Some(millis(elapsed)),
+            ..receive_row(self.ws, self.caller, self.normalized, title)
         }
     }
 
-    /// The address policy for a target: a loopback URL on a workspace the platform runs
-    /// itself was published by its own provisioner (registration never accepts loopback
-    /// outside dev mode), so it is allowed.
-    pub(crate) fn policy_for(&self, ws: &Workspace, url: &str) -> UrlPolicy {
-        let mut policy = self.inner.settings.policy;
-        if ws.runtime != Runtime::EXTERNAL && url.starts_with("http://127.0.0.1:") {
-            policy.dev_mode = true;
-        }
-        policy
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn answered(
-        &self,
-        ws: &Workspace,
-        caller: &Caller,
-        normalized: &Normalized,
-        status: u16,
-        body: Vec<u8>,
-        elapsed: Duration,
-        log: bool,
-    ) -> Delivery {
-        let inner = &self.inner;
+    /// The agent answered in full.
+    async fn answered(self, status: u16, body: Vec<u8>, elapsed: Duration) -> Delivery {
+        let (shared, ws) = (self.shared, self.ws);
         let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        if log {
+        if self.log {
             let tool_trace = parsed
                 .as_ref()
                 .and_then(|v| v.pointer("/result/metadata/tool_trace"))
                 .filter(|t| !t.is_null())
                 .cloned();
-            let row = molecule_store::NewActivity {
-                summary: Some(format!("{} → {}", normalized.method, display_name(ws))),
-                request_body: Some(normalized.body.clone()),
+            let row = NewActivity {
                 response_body: parsed.clone(),
                 tool_trace,
-                duration_ms: Some(millis(elapsed)),
                 status: if status < 400 { "ok" } else { "error" }.into(),
-                ..receive_row(ws, caller, normalized)
+                ..self.row(summary(self.normalized, ws), elapsed)
             };
-            log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
+            shared.record_quietly(&row).await;
             if status < 400 {
                 let payload = json!({
                     "response_body": parsed.clone().unwrap_or(Value::Null),
-                    "method": normalized.method,
+                    "method": self.normalized.method,
                     "duration_ms": millis(elapsed),
                 });
-                self.answer_heard(ws, caller, payload).await;
+                self.answer_heard(payload).await;
             }
         }
         if (200..300).contains(&status) {
-            if let Some((input_tokens, output_tokens)) =
-                parsed.as_ref().and_then(crate::usage::usage_of)
-            {
-                let sample = crate::usage::Sample {
+            if let Some((input_tokens, output_tokens)) = parsed.as_ref().and_then(usage_of) {
+                let sample = Sample {
                     workspace: ws.id,
                     input_tokens,
                     output_tokens,
                 };
-                inner.usage.record(&inner.store, sample);
+                shared.usage.record(&shared.store, sample);
             }
             return Delivery::new(Reply::agent(status, body), Verdict::Delivered);
         }
         if status == 429 {
             return Delivery::new(Reply::busy(), Verdict::NotTaken);
         }
-        if DEAD_ORIGIN.contains(&status) && inner.platform.is_dead(ws).await {
-            inner.platform.declare_dead(ws).await;
+        if DEAD_ORIGIN.contains(&status) && shared.platform.is_dead(ws).await {
+            shared.platform.declare_dead(ws).await;
             return Delivery::new(Reply::restarting(), Verdict::Failed);
         }
         Delivery::new(agent_error(status, parsed), Verdict::Failed)
     }
 
+    /// The headers arrived (`status`) but the body could not be read.
+    async fn body_failed(self, status: u16, elapsed: Duration) -> Delivery {
+        let confirmed = (200..400).contains(&status);
+        if self.log && confirmed {
+            let row = self.row(summary(self.normalized, self.ws), elapsed);
+            self.shared.record_quietly(&row).await;
+        }
+        let reply = Reply::json(
+            502,
+            json!({ "error": "failed to read agent response", "delivery_confirmed": confirmed }),
+        );
+        let verdict = if confirmed {
+            Verdict::Unanswered
+        } else {
+            Verdict::Failed
+        };
+        Delivery::new(reply, verdict)
+    }
+
     /// The one activity row of a relayed stream, written when it ends: the last event's JSON
     /// is its answer (the final status or result), with the event count.
-    async fn stream_ended(
-        &self,
-        ws: &Workspace,
-        caller: &Caller,
-        normalized: &Normalized,
-        status: u16,
-        relayed: dispatch::Relayed,
-    ) {
-        let inner = &self.inner;
+    async fn stream_ended(self, status: u16, relayed: dispatch::Relayed) {
         let text = String::from_utf8_lossy(&relayed.captured);
         let data: Vec<&str> = text
             .lines()
@@ -248,45 +242,41 @@ impl Proxy {
             .collect();
         let last: Option<Value> = data.iter().rev().find_map(|d| serde_json::from_str(d).ok());
         let cut = relayed.cut.as_ref();
-        let row = molecule_store::NewActivity {
-            summary: Some(format!(
-                "{} → {} (stream, {} events)",
-                normalized.method,
-                display_name(ws),
-                data.len()
-            )),
-            request_body: Some(normalized.body.clone()),
+        let title = format!(
+            "{} (stream, {} events)",
+            summary(self.normalized, self.ws),
+            data.len()
+        );
+        let row = NewActivity {
             response_body: last.clone(),
-            duration_ms: Some(millis(relayed.elapsed)),
             status: if cut.is_none() { "ok" } else { "error" }.into(),
             error_detail: cut.map(|f| f.describe().to_owned()),
-            ..receive_row(ws, caller, normalized)
+            ..self.row(title, relayed.elapsed)
         };
-        log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
+        self.shared.record_quietly(&row).await;
         if cut.is_none() {
             let payload = json!({
                 "response_body": last.unwrap_or(Value::Null),
-                "method": normalized.method,
+                "method": self.normalized.method,
                 "duration_ms": millis(relayed.elapsed),
                 "status": status,
             });
-            self.answer_heard(ws, caller, payload).await;
+            self.answer_heard(payload).await;
         }
     }
 
     /// After a successful answer: the user's canvas hears it (`A2A_RESPONSE` with `payload`),
     /// a calling workspace's last outbound time moves.
-    async fn answer_heard(&self, ws: &Workspace, caller: &Caller, payload: Value) {
-        let inner = &self.inner;
-        match caller {
+    async fn answer_heard(self, payload: Value) {
+        match self.caller {
             Caller::User => {
-                inner
+                self.shared
                     .platform
-                    .emit(EventType::A2aResponse, ws.id, payload)
+                    .emit(EventType::A2aResponse, self.ws.id, payload)
                     .await;
             }
             Caller::Workspace(id) => {
-                if let Err(e) = inner.store.workspaces().touch_outbound(*id).await {
+                if let Err(e) = self.shared.store.workspaces().touch_outbound(*id).await {
                     tracing::debug!(workspace = %id, error = %e, "a2a: cannot record last outbound");
                 }
             }
@@ -294,37 +284,31 @@ impl Proxy {
         }
     }
 
-    async fn failed(
-        &self,
-        ws: &Workspace,
-        caller: &Caller,
-        normalized: &Normalized,
-        failure: Failure,
-        elapsed: Duration,
-        log: bool,
-    ) -> Delivery {
-        let inner = &self.inner;
+    /// No answer came.
+    async fn failed(self, failure: Failure, elapsed: Duration) -> Delivery {
+        let (shared, ws) = (self.shared, self.ws);
         if failure == Failure::BadRequest {
-            return Delivery::new(internal("failed to create proxy request"), Verdict::Failed);
+            return Delivery::new(
+                Reply::error(500, "failed to create proxy request"),
+                Verdict::Failed,
+            );
         }
-        let dead = failure != Failure::NoAnswer && inner.platform.is_dead(ws).await;
-        if log {
-            let row = molecule_store::NewActivity {
-                summary: Some(format!(
-                    "A2A request to {} failed: {}",
-                    display_name(ws),
-                    failure.describe()
-                )),
-                request_body: Some(normalized.body.clone()),
-                duration_ms: Some(millis(elapsed)),
+        let dead = failure != Failure::NoAnswer && shared.platform.is_dead(ws).await;
+        if self.log {
+            let title = format!(
+                "A2A request to {} failed: {}",
+                display_name(ws),
+                failure.describe()
+            );
+            let row = NewActivity {
                 status: "error".into(),
                 error_detail: Some(failure.describe().into()),
-                ..receive_row(ws, caller, normalized)
+                ..self.row(title, elapsed)
             };
-            log::record_quietly(&inner.store, inner.platform.as_ref(), &row).await;
+            shared.record_quietly(&row).await;
         }
         if dead {
-            inner.platform.declare_dead(ws).await;
+            shared.platform.declare_dead(ws).await;
             return Delivery::new(Reply::restarting(), Verdict::Failed);
         }
         match failure {

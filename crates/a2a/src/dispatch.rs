@@ -45,8 +45,6 @@ pub enum Outcome {
         content_type: String,
         /// The open answer.
         response: reqwest::Response,
-        /// Time until the answer's headers.
-        elapsed: Duration,
         /// The target's event signals, for the relay's idle timer.
         events: mpsc::Receiver<()>,
     },
@@ -55,7 +53,7 @@ pub enum Outcome {
 /// What came of the exchange before the body.
 enum Got {
     Whole(u16, Option<Vec<u8>>, Duration),
-    Stream(u16, String, reqwest::Response, Duration),
+    Stream(u16, String, reqwest::Response),
 }
 
 /// Whether an answer is a server-sent event stream.
@@ -160,7 +158,7 @@ pub async fn deliver(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("text/event-stream")
                 .to_owned();
-            return Ok(Got::Stream(status, content_type, response, at));
+            return Ok(Got::Stream(status, content_type, response));
         }
         let mut body = Vec::new();
         loop {
@@ -203,11 +201,10 @@ pub async fn deliver(
             status,
             elapsed: at,
         },
-        Ok(Got::Stream(status, content_type, response, at)) => Outcome::Streaming {
+        Ok(Got::Stream(status, content_type, response)) => Outcome::Streaming {
             status,
             content_type,
             response,
-            elapsed: at,
             events,
         },
         Err(failure) => Outcome::Failed { failure, elapsed },

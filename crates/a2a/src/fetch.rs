@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use molecule_store::Workspace;
 
-use crate::proxy::Proxy;
+use crate::shared::Shared;
 
 /// The largest agent answer read, in bytes.
 pub const MAX_FETCH_BYTES: usize = 1024 * 1024;
@@ -44,58 +44,57 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
-impl Proxy {
-    /// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when
-    /// given.
-    pub async fn fetch_from_agent(
-        &self,
-        ws: &Workspace,
-        path: &str,
-        query: &[(&str, String)],
-        authorization: Option<&str>,
-    ) -> Result<Fetched, FetchError> {
-        let base = ws
-            .url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .ok_or(FetchError::NoUrl)?;
-        let mut url = url::Url::parse(&base).map_err(|_| FetchError::NotAllowed)?;
-        url.set_path(path);
-        url.set_query(None);
-        for (k, v) in query {
-            url.query_pairs_mut().append_pair(k, v);
-        }
-        self.policy_for(ws, url.as_str())
-            .check(url.as_str())
-            .await
-            .map_err(|_| FetchError::NotAllowed)?;
-        let mut request = self.inner.client.get(url.as_str());
-        if let Some(auth) = authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, auth);
-        }
-        let exchange = async {
-            let mut response = request.send().await.map_err(|_| FetchError::Unreachable)?;
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::BadAnswer)? {
-                if body.len().saturating_add(chunk.len()) > MAX_FETCH_BYTES {
-                    return Err(FetchError::BadAnswer);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Fetched {
-                status,
-                content_type,
-                body,
-            })
-        };
-        tokio::time::timeout(FETCH_DEADLINE, exchange)
-            .await
-            .map_err(|_| FetchError::Timeout)?
+/// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when given.
+pub(crate) async fn from_agent(
+    shared: &Shared,
+    ws: &Workspace,
+    path: &str,
+    query: &[(&str, String)],
+    authorization: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    let base = ws
+        .url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or(FetchError::NoUrl)?;
+    let mut url = url::Url::parse(&base).map_err(|_| FetchError::NotAllowed)?;
+    url.set_path(path);
+    url.set_query(None);
+    for (k, v) in query {
+        url.query_pairs_mut().append_pair(k, v);
     }
+    shared
+        .settings
+        .policy_for(ws, url.as_str())
+        .check(url.as_str())
+        .await
+        .map_err(|_| FetchError::NotAllowed)?;
+    let mut request = shared.client.get(url.as_str());
+    if let Some(auth) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, auth);
+    }
+    let exchange = async {
+        let mut response = request.send().await.map_err(|_| FetchError::Unreachable)?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::BadAnswer)? {
+            if body.len().saturating_add(chunk.len()) > MAX_FETCH_BYTES {
+                return Err(FetchError::BadAnswer);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            content_type,
+            body,
+        })
+    };
+    tokio::time::timeout(FETCH_DEADLINE, exchange)
+        .await
+        .map_err(|_| FetchError::Timeout)?
 }

@@ -3,22 +3,35 @@
 //! Built on `molecule-domain` and `molecule-store`; the server passes in the rest through the
 //! [`Platform`] trait (events, liveness probe, restart, wake). The proxy never sees an HTTP
 //! framework: it takes a [`Message`] and answers a [`Reply`].
+//!
+//! [`Proxy`] is the façade; the modules below it depend on each other in one direction only:
+//! `proxy` → `delegation` → `send` → `queue` → `drain` → (`delivery`, `delegation_rows`) →
+//! `shared` and the leaves (`target`, `settings`, `log`, `reply`, `dispatch`, `normalize`,
+//! `ssrf`, `usage`, `caller`, `platform`).
 
-pub mod caller;
-pub mod delegation;
-pub mod delivery;
-pub mod dispatch;
+mod caller;
+mod delegation;
+mod delegation_rows;
+mod delivery;
+mod dispatch;
+mod drain;
 pub mod fetch;
 pub mod log;
 pub mod normalize;
-pub mod platform;
-pub mod proxy;
+mod platform;
+mod proxy;
 pub mod queue;
 pub mod reply;
+mod send;
+mod settings;
+mod shared;
 pub mod ssrf;
-pub mod usage;
+mod target;
+mod usage;
 
 pub use caller::Caller;
 pub use platform::Platform;
-pub use proxy::{Message, Proxy, Settings};
+pub use proxy::Proxy;
 pub use reply::{Body, Reply};
+pub use send::Message;
+pub use settings::Settings;

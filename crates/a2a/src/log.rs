@@ -75,6 +75,11 @@ pub fn logged_payload(row: &ActivityRow) -> Value {
 
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
 pub fn preview(text: &str, max: usize) -> String {
+    shorten(text, max, "…")
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `ellipsis` when cut.
+pub(crate) fn shorten(text: &str, max: usize, ellipsis: &str) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
@@ -82,5 +87,5 @@ pub fn preview(text: &str, max: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &text[..end])
+    format!("{}{ellipsis}", &text[..end])
 }

@@ -1,8 +1,9 @@
 //! The answer of the proxy: a status, a JSON body and maybe a `Retry-After`, ready for any
 //! HTTP framework to send.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -56,7 +57,7 @@ impl Stream {
 
     /// The chunks, the first time only.
     pub fn take(&self) -> Option<mpsc::Receiver<Chunk>> {
-        self.chunks.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.chunks.lock().take()
     }
 }
 

@@ -1,0 +1,82 @@
+//! The state every step of the proxy shares: the store, the platform, the vetted HTTP client,
+//! the settings, and what this process keeps in memory (declared capabilities, running
+//! drains, token usage on its way to the store).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use molecule_domain::WorkspaceId;
+use molecule_store::{NewActivity, Store};
+use parking_lot::Mutex;
+
+use crate::log;
+use crate::platform::Platform;
+use crate::settings::Settings;
+use crate::ssrf::vetted_client_builder;
+use crate::usage::Recorder;
+
+/// The proxy's state, behind the `Arc` of every [`crate::Proxy`] clone.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) platform: Arc<dyn Platform>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) settings: Settings,
+    /// The capabilities each workspace declared in its last heartbeat (in memory, as the
+    /// reference keeps them; a restart forgets them until the next heartbeat).
+    capabilities: Mutex<HashMap<WorkspaceId, Vec<String>>>,
+    /// Workspaces whose queue a task of this process is draining, each with "another drain
+    /// was asked for meanwhile".
+    pub(crate) draining: Mutex<HashMap<WorkspaceId, bool>>,
+    /// Token usage from answers, on its way to the background writer.
+    pub(crate) usage: Recorder,
+}
+
+impl Shared {
+    /// The state over `store` and `platform`. Its HTTP client follows no redirects, ignores
+    /// proxy environment variables and connects only to addresses the policy allows.
+    pub(crate) fn new(store: Store, platform: Arc<dyn Platform>, settings: Settings) -> Self {
+        let client = vetted_client_builder(settings.policy)
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|e| {
+                // Only a TLS or resolver set-up failure can get here; every URL is still
+                // checked against the policy before sending.
+                tracing::error!(error = %e, "a2a: HTTP client set-up failed; using the default");
+                reqwest::Client::new()
+            });
+        Shared {
+            store,
+            platform,
+            client,
+            settings,
+            capabilities: Mutex::new(HashMap::new()),
+            draining: Mutex::new(HashMap::new()),
+            usage: Recorder::new(),
+        }
+    }
+
+    /// Records the capabilities a workspace declared in a heartbeat (none: forgets them).
+    pub(crate) fn set_capabilities(&self, id: WorkspaceId, capabilities: Vec<String>) {
+        let mut all = self.capabilities.lock();
+        if capabilities.is_empty() {
+            all.remove(&id);
+        } else {
+            all.insert(id, capabilities);
+        }
+    }
+
+    /// Whether a workspace declared `capability` in its last heartbeat.
+    pub(crate) fn has_capability(&self, id: WorkspaceId, capability: &str) -> bool {
+        self.capabilities
+            .lock()
+            .get(&id)
+            .is_some_and(|c| c.iter().any(|x| x == capability))
+    }
+
+    /// Writes an activity row and its broadcast; a failure is only logged.
+    pub(crate) async fn record_quietly(&self, row: &NewActivity) {
+        log::record_quietly(&self.store, self.platform.as_ref(), row).await;
+    }
+}

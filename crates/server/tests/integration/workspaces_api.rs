@@ -1,12 +1,9 @@
 //! The workspace, registry and token routes over real HTTP against the real router, on both
 //! databases, with a recording Provisioner double standing in for a backend.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use molecule_store::on_both_backends;
 
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::Running;
 use molecule_store::testing::TestStore;

@@ -2,7 +2,6 @@
 //! (`http_server::serve`): the header and body read timeouts, the connection limit, and the
 //! JSON 413 on every route. Every wait on the server is bounded by a tokio timeout that fails
 //! the test; nothing sleeps to synchronise.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

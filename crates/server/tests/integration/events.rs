@@ -1,7 +1,6 @@
 //! The event routes over real HTTP against the real router: `/ws` (canvas and workspace
 //! clients, auth, origin check), the SSE stream, the structure-event log, and two server
 //! replicas on one PostgreSQL sharing their events.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Duration;
 

@@ -1,14 +1,11 @@
 //! Approvals, the canvas viewport, the workspace config blob, agent records, token usage,
 //! traces, transcript and the audit ledger over real HTTP against the
 //! real router, both databases (`observability.md` §1.6–1.9, §1.14, §1.15, §1.20, §1.21).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::agent::{Answer, TestAgent};
-use common::{ADMIN, Options, TestServer};
+use crate::common::agent::{Answer, TestAgent};
+use crate::common::{ADMIN, Options, TestServer};
 use futures_util::StreamExt;
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;

@@ -2,14 +2,11 @@
 //! started by the test; a missing moto fails the test). moto runs no instance, so the agent's
 //! registration is done by the test, as the agent on the box would do it.
 #![cfg(feature = "ec2")]
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ADMIN, TestServer};
+use crate::common::{ADMIN, TestServer};
 use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::ec2::user_data::BootstrapDocument;
 use molecule_provisioner_api::ec2::{

@@ -1,14 +1,11 @@
 //! Secret values never reach the log: a capturing tracing subscriber (debug level, every
 //! target) records a full create → provision → secret change → restart cycle, and none of
 //! the values appear in it.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::json;

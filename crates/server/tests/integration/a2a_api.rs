@@ -1,12 +1,9 @@
 //! The A2A proxy over real HTTP: a real server, real agents on loopback, both databases.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::agent::{Answer, TestAgent};
-use common::{ADMIN, Options, TestServer};
+use crate::common::agent::{Answer, TestAgent};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::Running;
 use molecule_store::testing::TestStore;

@@ -1,8 +1,5 @@
 //! The `molecule-server` binary, run as a real process: start-up on the defaults, graceful
 //! shutdown, and a clear error with a non-zero exit for each kind of bad configuration.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -569,7 +566,7 @@ fn unset_backend_picks_docker_when_its_daemon_answers() {
 /// each of them once, when the agent reports a free slot.
 async fn queued_messages_survive_a_restart(db: molecule_store::testing::TestStore) {
     use serde_json::{Value, json};
-    let agent = common::agent::TestAgent::start().await;
+    let agent = crate::common::agent::TestAgent::start().await;
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         let mut cmd = command(dir.path());

@@ -1,5 +1,4 @@
 //! Conformance of the activity log and the A2A queue: every test runs on SQLite and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

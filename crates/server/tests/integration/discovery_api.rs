@@ -1,11 +1,8 @@
 //! Discovery routes over real HTTP on both databases: who may see whom, and where.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use molecule_store::on_both_backends;
 
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};

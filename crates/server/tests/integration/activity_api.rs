@@ -1,14 +1,11 @@
 //! The activity routes over real HTTP against the real router, on both databases: the list's
 //! validation and filters, the `since_id` cursor, agents' self-reports, notifications, the
 //! session search, and who may call them.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_server::events::Envelope;
 use molecule_store::testing::TestStore;

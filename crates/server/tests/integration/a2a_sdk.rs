@@ -4,9 +4,6 @@
 //!
 //! Python 3 with the pinned SDK is required: without it these tests fail (never skip).
 //! `cargo xtask ci` installs it (step `a2a-sdk (Python A2A SDK)`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Options, TestServer};
+use crate::common::{Options, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};

@@ -1,6 +1,5 @@
 //! An unreachable Docker daemon makes the running check *unknown*: the health sweep marks no
 //! workspace offline and restarts none (the real Docker backend, pointed at a dead socket).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! The HTTP pipeline over real HTTP: the real router and layers, served by the server's own
 //! loop (`http_server::serve`, with connect info) on 127.0.0.1, called with reqwest.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::Duration;
 

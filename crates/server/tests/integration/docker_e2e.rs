@@ -6,9 +6,6 @@
 //! The tests of this file run one at a time: the orphan sweep lists every managed container
 //! of the daemon, so a concurrent test's containers (whose rows live in another test database)
 //! would look like orphans.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use std::net::IpAddr;
 use std::process::Command;
@@ -16,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{ADMIN, TestServer};
 use async_trait::async_trait;
-use common::{ADMIN, TestServer};
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::docker::{DockerConfig, DockerProvisioner, PullPolicy};
 use molecule_provisioner_api::names::{config_volume_name, container_name};
@@ -732,7 +729,7 @@ async fn an_image_refresh_answers_without_daemon_text() {
 async fn no_image_refresh_without_the_docker_backend() {
     let s = TestServer::start(
         TestStore::sqlite().await,
-        common::Options {
+        crate::common::Options {
             backend: true,
             dev: false,
         },

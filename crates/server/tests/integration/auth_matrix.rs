@@ -3,13 +3,10 @@
 //! accepts the right credential (the admin token and org tokens on admin and workspace
 //! routes; only the workspace's own token on own-token routes). In dev mode the guards let
 //! everything through.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod common;
 
 use molecule_store::on_both_backends;
 
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_server::app::{Guard, ROUTES};
 use molecule_store::testing::TestStore;
 use serde_json::json;

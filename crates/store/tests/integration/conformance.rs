@@ -1,5 +1,4 @@
 //! The store conformance suite: every test runs against SQLite and PostgreSQL.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use molecule_domain::{DeliveryMode, Runtime, Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
 use molecule_store::testing::TestStore;

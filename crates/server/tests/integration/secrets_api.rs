@@ -1,11 +1,8 @@
 //! Secrets, model/provider and org API tokens over real HTTP against the real router, on both
 //! databases: values encrypted at rest, the override order, who may read values, the merged
 //! environment of the provision request, and org tokens' lifecycle.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
-use common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, Options, TestServer};
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::json;

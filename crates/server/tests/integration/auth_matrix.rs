@@ -4,12 +4,12 @@
 //! routes; only the workspace's own token on own-token routes). In dev mode the guards let
 //! everything through.
 
-use molecule_store::on_both_backends;
-
-use crate::common::{ADMIN, Options, TestServer};
 use molecule_server::app::{Guard, ROUTES};
+use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::json;
+
+use crate::common::{ADMIN, TestServer};
 
 on_both_backends!(strict_mode_matrix, dev_mode_lets_everything_through);
 
@@ -22,14 +22,7 @@ fn concrete(path: &str, id: &str) -> String {
 }
 
 async fn strict_mode_matrix(db: TestStore) {
-    let s = TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-    )
-    .await;
+    let s = TestServer::strict(db).await;
     let target = s.create(json!({"name": "target"})).await;
     let other = s.create(json!({"name": "other"})).await;
     let target_token = s.state.store.tokens().issue(target).await.unwrap().token;
@@ -101,53 +94,45 @@ async fn strict_mode_matrix(db: TestStore) {
                     "{method} {template} is public: {status} {reply}"
                 );
             }
-            Guard::Admin => {
+            Guard::Admin | Guard::Workspace => {
+                // Refused without credentials and with the wrong token; the org and admin
+                // tokens pass.
+                let (missing, wrong, wrong_token, invalid) = if *guard == Guard::Admin {
+                    let target = target_token.expose();
+                    (
+                        "admin auth required",
+                        "a workspace token",
+                        target,
+                        "invalid admin auth token",
+                    )
+                } else {
+                    let other = other_token.expose();
+                    (
+                        "missing workspace auth token",
+                        "another workspace's token",
+                        other,
+                        "invalid workspace auth token",
+                    )
+                };
                 let (status, reply) = call(None).await;
                 assert_eq!(
                     status, 401,
                     "{method} {template} without credentials: {reply}"
                 );
-                assert_eq!(reply["error"], "admin auth required");
-                let (status, reply) = call(Some(target_token.expose())).await;
-                assert_eq!(
-                    status, 401,
-                    "{method} {template} with a workspace token: {reply}"
-                );
-                assert_eq!(reply["error"], "invalid admin auth token");
-                let (status, reply) = call(Some(org_token.expose())).await;
-                assert!(
-                    !refused(status),
-                    "{method} {template} with an org token: {status} {reply}"
-                );
-                let (status, reply) = call(Some(ADMIN)).await;
-                assert!(
-                    !refused(status),
-                    "{method} {template} with the admin token: {status} {reply}"
-                );
-            }
-            Guard::Workspace => {
-                let (status, reply) = call(None).await;
-                assert_eq!(
-                    status, 401,
-                    "{method} {template} without credentials: {reply}"
-                );
-                assert_eq!(reply["error"], "missing workspace auth token");
-                let (status, reply) = call(Some(other_token.expose())).await;
-                assert_eq!(
-                    status, 401,
-                    "{method} {template} with another workspace's token: {reply}"
-                );
-                assert_eq!(reply["error"], "invalid workspace auth token");
-                let (status, reply) = call(Some(org_token.expose())).await;
-                assert!(
-                    !refused(status),
-                    "{method} {template} with an org token: {status} {reply}"
-                );
-                let (status, reply) = call(Some(ADMIN)).await;
-                assert!(
-                    !refused(status),
-                    "{method} {template} with the admin token: {status} {reply}"
-                );
+                assert_eq!(reply["error"], missing);
+                let (status, reply) = call(Some(wrong_token)).await;
+                assert_eq!(status, 401, "{method} {template} with {wrong}: {reply}");
+                assert_eq!(reply["error"], invalid);
+                for (who, token) in [
+                    ("an org token", org_token.expose()),
+                    ("the admin token", ADMIN),
+                ] {
+                    let (status, reply) = call(Some(token)).await;
+                    assert!(
+                        !refused(status),
+                        "{method} {template} with {who}: {status} {reply}"
+                    );
+                }
             }
             Guard::WorkspaceOwn => {
                 let (status, reply) = call(None).await;
@@ -200,7 +185,7 @@ async fn strict_mode_matrix(db: TestStore) {
                 );
             }
             Guard::WebSocket => {
-                // A WebSocket needs an upgrade: tests/events.rs covers its refusals with a
+                // A WebSocket needs an upgrade: the `events` tests cover its refusals with a
                 // real client. A plain request from nobody is still refused.
                 let (status, _) = call(None).await;
                 assert!(
@@ -225,14 +210,7 @@ async fn strict_mode_matrix(db: TestStore) {
 }
 
 async fn dev_mode_lets_everything_through(db: TestStore) {
-    let s = TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: true,
-        },
-    )
-    .await;
+    let s = TestServer::dev(db).await;
     let target = s.create_dev(json!({"name": "target"})).await;
     for (method, template, guard) in ROUTES {
         if matches!(

@@ -6,25 +6,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{ADMIN, TestServer};
-use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId, WorkspaceStatus};
+use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::ec2::user_data::BootstrapDocument;
 use molecule_provisioner_api::ec2::{
     Ec2Config, Ec2Provisioner, MANAGED_LABEL, StaticKeys, StopPolicy, TAG_WORKSPACE,
 };
-use molecule_provisioner_api::{ProvisionRequest, Provisioner, SecretValue};
+use molecule_provisioner_api::{Provisioner, SecretValue};
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use molecule_testkit::MotoServer;
 use serde_json::json;
 
+use crate::binary::Server;
+use crate::common::{ADMIN, TestServer, assert_status, poll, provision_request};
+
 on_both_backends!(
     a_workspace_lives_on_an_ec2_instance,
     an_unreachable_ec2_endpoint_changes_no_workspace,
 );
-
-/// How long the background provisioning may take (a bound, not a synchronisation).
-const WITHIN: Duration = Duration::from_secs(30);
 
 fn moto() -> MotoServer {
     MotoServer::start().unwrap_or_else(|e| {
@@ -55,27 +54,6 @@ fn config(endpoint: &str) -> Ec2Config {
     }
 }
 
-/// Polls the stored workspace until `done` holds for it.
-async fn wait_row(
-    s: &TestServer,
-    id: WorkspaceId,
-    what: &str,
-    done: impl Fn(&molecule_store::Workspace) -> bool,
-) -> molecule_store::Workspace {
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    loop {
-        let ws = s.state.store.workspaces().get(id).await.unwrap().unwrap();
-        if done(&ws) {
-            return ws;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached in time: {ws:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The agent's first register, as the box does it: it presents the one-time bootstrap token
 /// of the instance's user-data and receives its auth token. Anything else is refused, and the
 /// bootstrap token works once.
@@ -91,43 +69,19 @@ async fn register(s: &TestServer, ec2: &Ec2Provisioner, id: WorkspaceId, instanc
     );
     let body = json!({"id": id, "url": "http://93.184.216.34:8000", "agent_card": {"name": "ec2"}});
     for bearer in [None, Some(ADMIN.to_owned()), Some("x".repeat(43))] {
-        let (status, reply) = s
-            .call(
-                "POST",
-                "/registry/register",
-                bearer.as_deref(),
-                Some(body.clone()),
-            )
-            .await;
+        let (status, reply) = s.register(bearer.as_deref(), body.clone()).await;
         assert_eq!(status, 401, "{bearer:?}: {reply}");
     }
     // A heartbeat cannot use the bootstrap token.
-    let (status, _) = s
-        .call(
-            "POST",
-            "/registry/heartbeat",
-            Some(&bootstrap),
-            Some(json!({"workspace_id": id})),
-        )
-        .await;
-    assert_eq!(status, 401);
-    let (status, reply) = s
-        .call(
-            "POST",
-            "/registry/register",
-            Some(&bootstrap),
-            Some(body.clone()),
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    let beat = json!({"workspace_id": id});
+    assert_status(s.heartbeat(Some(&bootstrap), beat).await, 401);
+    let reply = assert_status(s.register(Some(&bootstrap), body.clone()).await, 200);
     assert!(reply["platform_inbound_secret"].is_string(), "{reply}");
     let token = reply["auth_token"]
         .as_str()
         .expect("the first register hands out the token")
         .to_owned();
-    let (status, reply) = s
-        .call("POST", "/registry/register", Some(&bootstrap), Some(body))
-        .await;
+    let (status, reply) = s.register(Some(&bootstrap), body).await;
     assert_eq!(status, 401, "the bootstrap token is spent: {reply}");
     token
 }
@@ -151,7 +105,9 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     let id = s
         .create(json!({"name": "on-ec2", "runtime": "langgraph", "tier": 3}))
         .await;
-    let ws = wait_row(&s, id, "instance id stored", |w| w.instance_id.is_some()).await;
+    let ws = s
+        .wait_row(id, "instance id stored", |w| w.instance_id.is_some())
+        .await;
     let first = ws.instance_id.unwrap();
     assert_eq!(ws.status, WorkspaceStatus::Provisioning);
     let info = ec2.instance(&first).await.unwrap().unwrap();
@@ -174,48 +130,29 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     // receives; the workspace is online.
     let token = register(&s, &ec2, id, &first).await;
     assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
-    let (status, values) = s
-        .call(
-            "GET",
-            &format!("/workspaces/{id}/secrets/values"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{values}");
+    let values = format!("/workspaces/{id}/secrets/values");
+    let values = assert_status(s.call("GET", &values, Some(&token), None).await, 200);
     assert_eq!(values["OPENAI_API_KEY"], "sk-never-in-user-data");
     assert_eq!(s.state.lifecycle.sweep_health().await.unwrap(), 0);
     assert_eq!(s.status_of(id).await, WorkspaceStatus::Online);
 
     // The console of the instance.
-    let (status, reply) = s
-        .call(
-            "GET",
-            &format!("/workspaces/{id}/console"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    let console = s.admin("GET", &format!("/workspaces/{id}/console"), None);
+    let reply = assert_status(console.await, 200);
     assert!(
         reply["output"].as_str().unwrap().contains("Linux"),
         "{reply}"
     );
 
     // Restart → a new instance, the old one terminated; the agent registers again.
-    let (status, reply) = s
-        .call(
-            "POST",
-            &format!("/workspaces/{id}/restart"),
-            Some(ADMIN),
-            None,
-        )
-        .await;
+    let restart = format!("/workspaces/{id}/restart");
+    let (status, reply) = s.admin("POST", &restart, None).await;
     assert!(status < 300, "{status} {reply}");
-    let ws = wait_row(&s, id, "a new instance", |w| {
-        w.instance_id.as_deref().is_some_and(|i| i != first)
-    })
-    .await;
+    let ws = s
+        .wait_row(id, "a new instance", |w| {
+            w.instance_id.as_deref().is_some_and(|i| i != first)
+        })
+        .await;
     let second = ws.instance_id.unwrap();
     assert_eq!(
         ec2.instance(&first).await.unwrap().unwrap().state,
@@ -225,7 +162,7 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
         ec2.instance(&second).await.unwrap().unwrap().state,
         "running"
     );
-    wait_row(&s, id, "provisioning after restart", |w| {
+    s.wait_row(id, "provisioning after restart", |w| {
         w.status == WorkspaceStatus::Provisioning
     })
     .await;
@@ -235,23 +172,7 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     // An instance of a workspace this server does not know is an orphan: terminated.
     let stray = WorkspaceId::new();
     let orphan = ec2
-        .start(&ProvisionRequest {
-            workspace_id: stray,
-            name: "stray".into(),
-            role: None,
-            tier: Tier::Standard,
-            runtime: "langgraph".into(),
-            parent_id: None,
-            model: None,
-            template: None,
-            workspace_dir: None,
-            workspace_access: WorkspaceAccess::None,
-            platform_url: "http://elsewhere.test".into(),
-            env: Default::default(),
-            auth_token: None,
-            platform_inbound_secret: None,
-            bootstrap_token: None,
-        })
+        .start(&provision_request(stray, "stray", "http://elsewhere.test"))
         .await
         .unwrap()
         .instance_id
@@ -268,10 +189,10 @@ async fn a_workspace_lives_on_an_ec2_instance(db: TestStore) {
     );
 
     // Delete → terminated.
-    let (status, reply) = s
-        .call("DELETE", &format!("/workspaces/{id}"), Some(ADMIN), None)
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    assert_status(
+        s.admin("DELETE", &format!("/workspaces/{id}"), None).await,
+        200,
+    );
     assert_eq!(
         ec2.instance(&second).await.unwrap().unwrap().state,
         "terminated"
@@ -300,10 +221,7 @@ async fn an_unreachable_ec2_endpoint_changes_no_workspace(db: TestStore) {
         .set_instance_id(id, Some("i-0123456789abcdef0"))
         .await
         .unwrap();
-    workspaces
-        .transition(id, WorkspaceStatus::Online, None)
-        .await
-        .unwrap();
+    s.set_status(id, WorkspaceStatus::Online).await;
     for _ in 0..3 {
         assert_eq!(s.state.lifecycle.sweep_health().await.unwrap(), 0);
     }
@@ -317,10 +235,8 @@ async fn an_unreachable_ec2_endpoint_changes_no_workspace(db: TestStore) {
     assert_eq!(s.state.lifecycle.sweep_orphans().await.unwrap(), 0);
 
     // A delete whose terminate fails is reported, not swallowed.
-    let (status, reply) = s
-        .call("DELETE", &format!("/workspaces/{id}"), Some(ADMIN), None)
-        .await;
-    assert_eq!(status, 500, "{reply}");
+    let reply = s.admin("DELETE", &format!("/workspaces/{id}"), None).await;
+    let reply = assert_status(reply, 500);
     assert!(
         reply["error"].as_str().unwrap().contains("stop call"),
         "{reply}"
@@ -332,7 +248,6 @@ async fn an_unreachable_ec2_endpoint_changes_no_workspace(db: TestStore) {
 /// start.
 #[tokio::test]
 async fn the_binary_runs_workspaces_on_ec2_from_its_environment() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
     let moto = moto();
@@ -370,33 +285,8 @@ async fn the_binary_runs_workspaces_on_ec2_from_its_environment() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("MOLECULE_EC2_AMI"), "{stderr}");
 
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(command(Some("ami-0from0env0")).spawn().unwrap());
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("server did not start:\n{}", log.join("\n")));
-        if let Some(i) = line.find("listening on http://") {
-            break line[i + "listening on ".len()..].trim().to_owned();
-        }
-        log.push(line);
-    };
+    let server = Server::start(command(Some("ami-0from0env0")));
+    let (base, log) = (&server.base, &server.log);
     assert!(log.iter().any(|l| l.contains("backend: ec2")), "{log:?}");
 
     let http = reqwest::Client::new();
@@ -411,22 +301,14 @@ async fn the_binary_runs_workspaces_on_ec2_from_its_environment() {
         .unwrap();
     let id: WorkspaceId = reply["id"].as_str().unwrap().parse().unwrap();
     let inspector = Ec2Provisioner::new(config(&moto.endpoint())).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    let instance = loop {
-        if let Some(i) = inspector
+    let instance = poll("an instance launched", || async {
+        inspector
             .workspace_instances(id, false)
             .await
             .unwrap()
             .pop()
-        {
-            break i;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no instance launched"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     assert_eq!(instance.image_id.as_deref(), Some("ami-0from0env0"));
     assert_eq!(instance.state, "running");
 }

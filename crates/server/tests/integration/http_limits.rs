@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::serve_router;
+
 /// The longest any answer or close may take before the test fails.
 const BOUND: Duration = Duration::from_secs(10);
 /// The small timeouts the servers of these tests run with.
@@ -65,14 +67,16 @@ async fn start(http: HttpSettings, server: ServerSettings) -> Server {
     let router: Router = app::with_pipeline(routes, state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(http_server::serve(
-        listener,
-        router,
-        server,
-        std::future::pending(),
-        Duration::ZERO,
-    ));
+    serve_router(listener, router, server);
     Server { addr, _db: db }
+}
+
+/// HTTP settings with the [`SHORT`] body read timeout.
+fn short_body_reads() -> HttpSettings {
+    HttpSettings {
+        body_read_timeout: SHORT,
+        ..HttpSettings::default()
+    }
 }
 
 async fn start_default() -> Server {
@@ -208,14 +212,7 @@ async fn partial_headers_are_cut_off_after_the_header_read_timeout() {
 
 #[tokio::test]
 async fn a_stalled_body_gets_a_json_408_after_the_body_read_timeout() {
-    let s = start(
-        HttpSettings {
-            body_read_timeout: SHORT,
-            ..HttpSettings::default()
-        },
-        ServerSettings::default(),
-    )
-    .await;
+    let s = start(short_body_reads(), ServerSettings::default()).await;
     // A body route (JSON body) and a raw-bytes route, each sent 10 of 100 announced bytes.
     for path in ["/registry/heartbeat", "/registry/check-access"] {
         let mut stalled = s.connect().await;
@@ -229,14 +226,7 @@ async fn a_stalled_body_gets_a_json_408_after_the_body_read_timeout() {
 
 #[tokio::test]
 async fn a_trickled_body_gets_a_json_408_when_the_whole_body_is_late() {
-    let s = start(
-        HttpSettings {
-            body_read_timeout: SHORT,
-            ..HttpSettings::default()
-        },
-        ServerSettings::default(),
-    )
-    .await;
+    let s = start(short_body_reads(), ServerSettings::default()).await;
     let stream = s.connect().await;
     let (mut reader, mut writer) = stream.into_split();
     writer

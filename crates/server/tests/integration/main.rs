@@ -7,24 +7,22 @@
 //! it reads the sources and needs no server.
 //!
 //! nextest runs every test in a process of its own, so the tests that set process-wide state
-//! (`secrets_logs`'s tracing subscriber) still do not meet.
+//! (`secrets::logs`'s tracing subscriber) still do not meet.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
-mod a2a_api;
-mod a2a_sdk;
-mod activity_api;
+mod a2a;
+mod activity;
 mod auth_matrix;
 mod binary;
-mod discovery_api;
+mod discovery;
 mod docker_e2e;
 mod docker_unreachable;
 mod ec2_lifecycle;
 mod events;
 mod http_limits;
-mod observability_api;
+mod observability;
 mod pipeline;
-mod secrets_api;
-mod secrets_logs;
-mod workspaces_api;
+mod secrets;
+mod workspaces;

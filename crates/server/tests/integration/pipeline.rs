@@ -8,10 +8,12 @@ use axum::routing::{get, post};
 use molecule_server::app::{self, AppState, HttpSettings};
 use molecule_server::auth::Security;
 use molecule_server::extract::JsonBody;
-use molecule_server::http_server::{self, ServerSettings};
+use molecule_server::http_server::ServerSettings;
 use molecule_store::testing::TestStore;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
+
+use crate::common::serve_router;
 
 const ADMIN: &str = "admin-token";
 
@@ -28,7 +30,12 @@ impl Server {
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.unwrap()
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        let request = self.client.request(method, self.url(path));
+        request.send().await.unwrap()
     }
 }
 
@@ -62,13 +69,7 @@ async fn start_with(security: Security, http: HttpSettings) -> Server {
     let router: Router = app::with_pipeline(routes, state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(http_server::serve(
-        listener,
-        router,
-        ServerSettings::default(),
-        std::future::pending(),
-        Duration::ZERO,
-    ));
+    serve_router(listener, router, ServerSettings::default());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -386,12 +387,7 @@ async fn a_wrong_method_is_the_plain_404() {
         (reqwest::Method::DELETE, "/admin/liveness"),
         (reqwest::Method::GET, "/test/echo"),
     ] {
-        let r = s
-            .client
-            .request(method.clone(), s.url(path))
-            .send()
-            .await
-            .unwrap();
+        let r = s.send(method.clone(), path).await;
         assert_eq!(r.status(), 404, "{method} {path}");
         assert!(r.headers().get("allow").is_none());
         assert_eq!(r.text().await.unwrap(), "404 page not found");
@@ -424,12 +420,7 @@ async fn a_trailing_slash_redirects_to_the_known_path() {
         (reqwest::Method::GET, "/nowhere/"),
         (reqwest::Method::GET, "/"),
     ] {
-        let r = s
-            .client
-            .request(method.clone(), s.url(path))
-            .send()
-            .await
-            .unwrap();
+        let r = s.send(method.clone(), path).await;
         assert_eq!(r.status(), 404, "{method} {path}");
         assert_eq!(r.text().await.unwrap(), "404 page not found");
     }

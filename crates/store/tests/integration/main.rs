@@ -6,5 +6,13 @@
 //! another binary).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod activity_queue;
-mod conformance;
+mod common;
+
+mod activity;
+mod database;
+mod hierarchy;
+mod queue;
+mod secrets;
+mod status;
+mod tokens;
+mod workspaces;

@@ -12,6 +12,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
+use super::WITHIN;
+
 /// How the agent answers.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -92,9 +94,9 @@ impl TestAgent {
             .count()
     }
 
-    /// Waits (up to 20 s) until `n` requests have arrived.
+    /// Waits (bounded by [`WITHIN`]) until `n` requests have arrived.
     pub async fn wait_for(&self, n: usize) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + WITHIN;
         loop {
             let notified = self.shared.changed.notified();
             if self.shared.received.lock().unwrap().len() >= n {

@@ -1,167 +1,34 @@
-//! Shared test support: a real server on a loopback port over a test database, a recording
-//! Provisioner double, and small HTTP helpers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Shared test support: a real server on a loopback port over a test database (strict or dev
+//! mode), a recording Provisioner double ([`FakeBackend`]), a tiny A2A agent ([`agent`]), and
+//! what the areas of the tests keep doing: calls as the operator, workspaces that are created,
+//! registered or online, the next event of a kind, bounded waits for a row or a condition
+//! ([`wait`]), and assertions of a status with its JSON body.
+#![allow(dead_code)]
 
 pub mod agent;
+mod backend;
+pub mod wait;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use molecule_domain::WorkspaceId;
-use molecule_provisioner_api::{
-    BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, Started,
-};
+use molecule_domain::{WorkspaceId, WorkspaceStatus};
+use molecule_provisioner_api::Provisioner;
 use molecule_server::app::{AppState, router};
 use molecule_server::auth::Security;
+use molecule_server::http_server::{self, ServerSettings};
 use molecule_store::testing::TestStore;
-use serde_json::Value;
+use molecule_store::{ActivityRow, NewWorkspace, Workspace};
+use serde_json::{Value, json};
+
+pub use backend::{FakeBackend, provision_request};
+pub use wait::{Events, WITHIN, eventually, next_event, next_event_where, poll};
 
 /// The admin token of strict-mode test servers.
 pub const ADMIN: &str = "test-admin-token";
 
-/// A Provisioner double that records every call. Faults are set per test.
-#[derive(Debug, Default)]
-pub struct FakeBackend {
-    pub starts: Mutex<Vec<ProvisionRequest>>,
-    pub stops: Mutex<Vec<WorkspaceId>>,
-    /// Answers of `running`, consumed in order; `Running::Yes` when empty.
-    pub running_answers: Mutex<VecDeque<Running>>,
-    /// When set, `start` fails.
-    pub fail_start: Mutex<bool>,
-    /// When set, `stop` fails.
-    pub fail_stop: Mutex<bool>,
-    /// What `managed_workspaces` answers.
-    pub managed: Mutex<Vec<WorkspaceId>>,
-    /// What `console_output` answers; `None`: unsupported.
-    pub console: Mutex<Option<String>>,
-    /// When set, `stop` waits for this semaphore's permit (to hold a cycle open).
-    pub stop_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
-    /// How many `stop` calls have begun (before the gate).
-    pub stops_entered: Mutex<usize>,
-    /// Signalled after every recorded call.
-    pub changed: tokio::sync::Notify,
-}
-
-impl FakeBackend {
-    /// Waits until `done` holds for the recorded calls, woken by each new call (bounded by 20 s
-    /// only to turn a hang into a failure).
-    pub async fn wait_for(&self, done: impl Fn(&FakeBackend) -> bool) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if done(self) {
-                return;
-            }
-            tokio::time::timeout_at(deadline, notified)
-                .await
-                .expect("the backend was not called as expected in time");
-        }
-    }
-
-    /// Waits for the first start of `id` and answers the auth token of its latest start.
-    pub async fn token_of(&self, id: WorkspaceId) -> String {
-        self.wait_for(|b| b.started(id) >= 1).await;
-        self.starts
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|r| r.workspace_id == id)
-            .and_then(|r| r.auth_token.clone())
-            .expect("the start carried a token")
-            .expose()
-            .to_owned()
-    }
-
-    pub fn start_count(&self) -> usize {
-        self.starts.lock().unwrap().len()
-    }
-
-    pub fn started(&self, id: WorkspaceId) -> usize {
-        self.starts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.workspace_id == id)
-            .count()
-    }
-
-    pub fn stopped(&self, id: WorkspaceId) -> usize {
-        self.stops
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| **s == id)
-            .count()
-    }
-}
-
-#[async_trait]
-impl Provisioner for FakeBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Other
-    }
-
-    fn publishes_agent_url(&self) -> bool {
-        true
-    }
-
-    async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError> {
-        self.starts.lock().unwrap().push(request.clone());
-        self.changed.notify_waiters();
-        if *self.fail_start.lock().unwrap() {
-            return Err(ProvisionError::Failed(
-                "daemon said: secret internal detail".into(),
-            ));
-        }
-        Ok(Started {
-            agent_url: Some(format!("http://127.0.0.1:1/{}", request.workspace_id)),
-            instance_id: Some(format!("fake-{}", request.workspace_id.short())),
-        })
-    }
-
-    async fn stop(&self, id: WorkspaceId, _instance: Option<&str>) -> Result<(), ProvisionError> {
-        *self.stops_entered.lock().unwrap() += 1;
-        self.changed.notify_waiters();
-        let gate = self.stop_gate.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            let _permit = gate.acquire().await.unwrap();
-        }
-        if *self.fail_stop.lock().unwrap() {
-            return Err(ProvisionError::Unavailable("daemon is down".into()));
-        }
-        self.stops.lock().unwrap().push(id);
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
-    async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
-        Ok(self.managed.lock().unwrap().clone())
-    }
-
-    async fn console_output(
-        &self,
-        _id: WorkspaceId,
-        _instance: Option<&str>,
-    ) -> Result<String, ProvisionError> {
-        self.console
-            .lock()
-            .unwrap()
-            .clone()
-            .ok_or(ProvisionError::Unsupported("console_output"))
-    }
-
-    async fn running(&self, _id: WorkspaceId, _instance: Option<&str>) -> Running {
-        self.running_answers
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Running::Yes)
-    }
-}
+/// The address agents registered by [`TestServer::online_workspace`] publish.
+pub const AGENT_URL: &str = "http://agent.test:8000";
 
 /// A server on 127.0.0.1 with its state and database.
 pub struct TestServer {
@@ -169,6 +36,8 @@ pub struct TestServer {
     pub state: AppState,
     pub backend: Option<Arc<FakeBackend>>,
     pub http: reqwest::Client,
+    /// Dev mode: no credential is needed (and the operator presents none).
+    pub dev: bool,
     _db: TestStore,
     task: tokio::task::JoinHandle<()>,
 }
@@ -185,7 +54,45 @@ pub struct Options {
     pub dev: bool,
 }
 
+impl Options {
+    /// Strict mode (the admin token is [`ADMIN`]) with a [`FakeBackend`].
+    pub const STRICT: Options = Options {
+        backend: true,
+        dev: false,
+    };
+    /// Dev mode (no credentials) with a [`FakeBackend`].
+    pub const DEV: Options = Options {
+        backend: true,
+        dev: true,
+    };
+}
+
+/// Serves `app` on `listener` with the server's own loop until the task is aborted.
+pub fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    settings: ServerSettings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(http_server::serve(
+        listener,
+        app,
+        settings,
+        std::future::pending(),
+        std::time::Duration::ZERO,
+    ))
+}
+
 impl TestServer {
+    /// A strict-mode server with a [`FakeBackend`].
+    pub async fn strict(db: TestStore) -> TestServer {
+        Self::start(db, Options::STRICT).await
+    }
+
+    /// A dev-mode server with a [`FakeBackend`].
+    pub async fn dev(db: TestStore) -> TestServer {
+        Self::start(db, Options::DEV).await
+    }
+
     pub async fn start(db: TestStore, options: Options) -> TestServer {
         Self::start_configured(db, options, |s| s).await
     }
@@ -220,15 +127,15 @@ impl TestServer {
         } else {
             Security::strict(ADMIN.into(), true)
         };
-        // Secret values are encrypted in every test server, as in a real one.
-        let store = (*db)
-            .clone()
-            .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()));
-        let state =
-            AppState::with_backend(store, security, backend, "http://platform.test:8080".into());
+        let state = AppState::with_backend(
+            keyed(&db),
+            security,
+            backend,
+            "http://platform.test:8080".into(),
+        );
         let state = configure(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(db, state, listener)
+        Self::serve(db, state, listener, dev)
     }
 
     /// A strict-mode server with a real backend, listening on `ip` (e.g. the gateway of a
@@ -242,33 +149,29 @@ impl TestServer {
     ) -> TestServer {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let platform_url = format!("http://{}", listener.local_addr().unwrap());
-        let store = (*db)
-            .clone()
-            .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()));
         let state = AppState::with_backend(
-            store,
+            keyed(&db),
             Security::strict(ADMIN.into(), true),
             Some(backend),
             platform_url,
         );
-        Self::serve(db, configure(state), listener)
+        Self::serve(db, configure(state), listener, false)
     }
 
-    fn serve(db: TestStore, state: AppState, listener: tokio::net::TcpListener) -> TestServer {
+    fn serve(
+        db: TestStore,
+        state: AppState,
+        listener: tokio::net::TcpListener,
+        dev: bool,
+    ) -> TestServer {
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.clone());
-        let task = tokio::spawn(molecule_server::http_server::serve(
-            listener,
-            app,
-            molecule_server::http_server::ServerSettings::default(),
-            std::future::pending(),
-            std::time::Duration::ZERO,
-        ));
+        let task = serve_router(listener, router(state.clone()), ServerSettings::default());
         TestServer {
             base,
             state,
             backend: None,
             http: reqwest::Client::new(),
+            dev,
             _db: db,
             task,
         }
@@ -278,77 +181,184 @@ impl TestServer {
         self.backend.as_deref().expect("a server with a backend")
     }
 
-    /// Sends a request; `token` is the bearer (if any); returns status and JSON (or Null).
-    pub async fn call(
+    // ---- HTTP ----
+    //
+    // The request is built at once: the future borrows nothing (`use<>`), so it may be kept
+    // in a variable while the path it was given is a temporary.
+
+    /// Sends a request; `token` is the bearer (if any); answers status and JSON (or Null).
+    pub fn call(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
         body: Option<Value>,
-    ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        let mut req = self.request(method, path, None, token);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        // A stream never ends: answer with its status only.
-        let streaming = resp
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        if streaming {
-            return (status, Value::Null);
-        }
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        reply(req)
     }
 
-    /// Sends a raw body.
-    pub async fn call_raw(
+    /// Sends a raw body as JSON.
+    pub fn call_raw(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
         body: &str,
-    ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        let req = self
+            .request(method, path, None, token)
             .header("content-type", "application/json")
             .body(body.to_owned());
+        reply(req)
+    }
+
+    /// Sends a request with the admin token.
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        self.call(method, path, Some(ADMIN), body)
+    }
+
+    /// `GET path` as workspace `caller` (its `X-Workspace-ID`) with `token` as the bearer.
+    pub fn get_as(
+        &self,
+        path: &str,
+        caller: Option<&str>,
+        token: Option<&str>,
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        reply(self.request("GET", path, caller, token))
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        caller: Option<&str>,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(c) = caller {
+            req = req.header("X-Workspace-ID", c);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        req
     }
+
+    /// The credential the operator presents: the admin token, none in dev mode.
+    pub fn operator(&self) -> Option<&'static str> {
+        (!self.dev).then_some(ADMIN)
+    }
+
+    // ---- workspaces ----
 
     /// Creates a workspace as admin and returns its id.
     pub async fn create(&self, body: Value) -> WorkspaceId {
-        let (status, reply) = self
-            .call("POST", "/workspaces", Some(ADMIN), Some(body))
-            .await;
-        assert_eq!(status, 201, "{reply}");
-        reply["id"].as_str().unwrap().parse().unwrap()
+        id_of(&assert_status(
+            self.admin("POST", "/workspaces", Some(body)).await,
+            201,
+        ))
     }
 
     /// Creates a workspace without credentials (dev mode) and returns its id.
     pub async fn create_dev(&self, body: Value) -> WorkspaceId {
-        let (status, reply) = self.call("POST", "/workspaces", None, Some(body)).await;
-        assert_eq!(status, 201, "{reply}");
-        reply["id"].as_str().unwrap().parse().unwrap()
+        id_of(&assert_status(
+            self.call("POST", "/workspaces", None, Some(body)).await,
+            201,
+        ))
     }
 
-    /// The stored status of a workspace.
-    pub async fn status_of(&self, id: WorkspaceId) -> molecule_domain::WorkspaceStatus {
+    /// Creates a workspace as the operator; returns the whole answer (a 201).
+    pub async fn create_reply(&self, body: Value) -> Value {
+        let created = self.call("POST", "/workspaces", self.operator(), Some(body));
+        assert_status(created.await, 201)
+    }
+
+    /// Creates an external workspace (`runtime: external`, under `parent`) as the operator;
+    /// returns its id and the token of its connection.
+    pub async fn external(&self, name: &str, parent: Option<WorkspaceId>) -> (WorkspaceId, String) {
+        let mut body = json!({ "name": name, "runtime": "external" });
+        if let Some(p) = parent {
+            body["parent_id"] = json!(p);
+        }
+        connection_of(&self.create_reply(body).await)
+    }
+
+    /// An external workspace (see [`Self::external`]) whose agent registered in push mode at
+    /// `url`, its card named `name`; with its token.
+    pub async fn registered(
+        &self,
+        name: &str,
+        url: &str,
+        parent: Option<WorkspaceId>,
+    ) -> (WorkspaceId, String) {
+        let (id, token) = self.external(name, parent).await;
+        let body =
+            json!({ "id": id, "url": url, "agent_card": {"name": name}, "delivery_mode": "push" });
+        assert_status(self.register(Some(&token), body).await, 200);
+        (id, token)
+    }
+
+    /// Creates a workspace, waits for its provision and registers its agent at [`AGENT_URL`];
+    /// returns its id and token.
+    pub async fn online_workspace(&self, name: &str) -> (WorkspaceId, String) {
+        let id = self.create(json!({"name": name})).await;
+        let token = self.backend().token_of(id).await;
+        let body = json!({"id": id, "url": AGENT_URL, "agent_card": {"name": name}});
+        assert_status(self.register(Some(&token), body).await, 200);
+        (id, token)
+    }
+
+    /// A workspace written straight to the store (no provisioning) and a live token of it.
+    pub async fn stored_workspace(&self, name: &str) -> (WorkspaceId, String) {
+        let store = &self.state.store;
+        let id = store
+            .workspaces()
+            .create(NewWorkspace::named(name))
+            .await
+            .unwrap()
+            .id;
+        let token = store.tokens().issue(id).await.unwrap().token;
+        (id, token.expose().to_owned())
+    }
+
+    /// `POST /registry/register` with `token` as the bearer.
+    pub fn register(
+        &self,
+        token: Option<&str>,
+        body: Value,
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        self.call("POST", "/registry/register", token, Some(body))
+    }
+
+    /// `POST /registry/heartbeat` with `token` as the bearer.
+    pub fn heartbeat(
+        &self,
+        token: Option<&str>,
+        body: Value,
+    ) -> impl Future<Output = (u16, Value)> + use<> {
+        self.call("POST", "/registry/heartbeat", token, Some(body))
+    }
+
+    /// A heartbeat of `id` reporting `active_tasks`, which must be accepted.
+    pub async fn report_tasks(&self, id: WorkspaceId, token: &str, active_tasks: i64) {
+        let beat = json!({ "workspace_id": id, "active_tasks": active_tasks });
+        assert_status(self.heartbeat(Some(token), beat).await, 200);
+    }
+
+    // ---- the store ----
+
+    /// The stored row of a workspace (which must exist).
+    pub async fn row(&self, id: WorkspaceId) -> Workspace {
         self.state
             .store
             .workspaces()
@@ -356,6 +366,115 @@ impl TestServer {
             .await
             .unwrap()
             .unwrap()
-            .status
     }
+
+    /// The stored status of a workspace.
+    pub async fn status_of(&self, id: WorkspaceId) -> WorkspaceStatus {
+        self.row(id).await.status
+    }
+
+    /// Moves a workspace to `to` in the store (from any status the table allows).
+    pub async fn set_status(&self, id: WorkspaceId, to: WorkspaceStatus) {
+        let workspaces = self.state.store.workspaces();
+        workspaces.transition(id, to, None).await.unwrap();
+    }
+
+    /// The activity rows of a workspace, newest first.
+    pub async fn activity_of(&self, id: WorkspaceId) -> Vec<ActivityRow> {
+        let activity = self.state.store.activity();
+        activity.list(id, &Default::default()).await.unwrap()
+    }
+
+    /// The types of the newest ten recorded events of a workspace, newest first.
+    pub async fn event_types_of(&self, id: WorkspaceId) -> Vec<String> {
+        let recent = self.state.store.events().recent(Some(id), 10).await;
+        recent.unwrap().into_iter().map(|e| e.event_type).collect()
+    }
+
+    /// Polls the stored workspace until `done` holds for it (bounded by [`WITHIN`]; the
+    /// failure shows the row and the workspace's console).
+    pub async fn wait_row(
+        &self,
+        id: WorkspaceId,
+        what: &str,
+        done: impl Fn(&Workspace) -> bool,
+    ) -> Workspace {
+        let deadline = tokio::time::Instant::now() + WITHIN;
+        loop {
+            let ws = self.row(id).await;
+            if done(&ws) {
+                return ws;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let path = format!("/workspaces/{id}/console");
+                let (_, console) = self.admin("GET", &path, None).await;
+                panic!("{what}: not reached in time: {ws:?}\nconsole: {console}");
+            }
+            tokio::time::sleep(wait::POLL).await;
+        }
+    }
+
+    /// A subscription to the server's events from now on.
+    pub fn events(&self) -> Events {
+        self.state.events.subscribe()
+    }
+}
+
+/// The store of a test server: its secret values are encrypted, as in a real one.
+fn keyed(db: &TestStore) -> molecule_store::Store {
+    (**db)
+        .clone()
+        .with_secret_key(Some(molecule_store::SecretKey::generate().unwrap()))
+}
+
+/// Status and JSON body (or Null) of a sent request; a stream (which never ends) answers its
+/// status only.
+async fn reply(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let streaming = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if streaming {
+        return (status, Value::Null);
+    }
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The `id` of a created workspace's answer.
+pub fn id_of(created: &Value) -> WorkspaceId {
+    created["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The id and connection token of an external workspace's creation answer.
+pub fn connection_of(created: &Value) -> (WorkspaceId, String) {
+    let token = created["connection"]["auth_token"].as_str().unwrap();
+    (id_of(created), token.to_owned())
+}
+
+// ---- assertions ----
+
+/// Asserts the status of a reply (showing its body when it differs); returns the body.
+#[track_caller]
+pub fn assert_status((status, body): (u16, Value), expected: u16) -> Value {
+    assert_eq!(status, expected, "{body}");
+    body
+}
+
+/// Asserts a reply is `status` with `message` as its `error` (other fields may follow).
+#[track_caller]
+pub fn assert_error((status, body): (u16, Value), expected: u16, message: &str) {
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (expected, Some(message)),
+        "{body}"
+    );
+}
+
+/// Asserts a reply is `status` with exactly `body`.
+#[track_caller]
+pub fn assert_json(reply: (u16, Value), status: u16, body: Value) {
+    assert_eq!(reply, (status, body));
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, TestServer, assert_status};
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::json;
@@ -43,14 +43,7 @@ fn capture() -> &'static Capture {
 
 async fn no_secret_value_is_logged(db: TestStore) {
     let log = capture();
-    let s = TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-    )
-    .await;
+    let s = TestServer::strict(db).await;
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let values = [
         format!("global-{tag}"),
@@ -58,15 +51,8 @@ async fn no_secret_value_is_logged(db: TestStore) {
         format!("changed-{tag}"),
         format!("model-{tag}"),
     ];
-    let (status, _) = s
-        .call(
-            "PUT",
-            "/settings/secrets",
-            Some(ADMIN),
-            Some(json!({"key": "G", "value": values[0]})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let global = Some(json!({"key": "G", "value": values[0]}));
+    assert_status(s.admin("PUT", "/settings/secrets", global).await, 200);
     let id = s
         .create(json!({
             "name": "w",
@@ -75,41 +61,25 @@ async fn no_secret_value_is_logged(db: TestStore) {
         }))
         .await;
     s.backend().wait_for(|b| b.started(id) >= 1).await;
-    let (status, _) = s
-        .call(
-            "POST",
-            &format!("/workspaces/{id}/secrets"),
-            Some(ADMIN),
-            Some(json!({"key": "K", "value": values[2]})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let path = format!("/workspaces/{id}/secrets");
+    let changed = Some(json!({"key": "K", "value": values[2]}));
+    assert_status(s.admin("POST", &path, changed).await, 200);
     s.backend().wait_for(|b| b.started(id) >= 2).await;
     // A bad body that quotes a value is not echoed to the log either.
-    let (status, _) = s
-        .call_raw(
-            "POST",
-            &format!("/workspaces/{id}/secrets"),
-            Some(ADMIN),
-            &format!("{{\"key\": 1, \"value\": \"{}\"", values[2]),
-        )
-        .await;
-    assert_eq!(status, 400);
+    let quoting = format!("{{\"key\": 1, \"value\": \"{}\"", values[2]);
+    assert_status(s.call_raw("POST", &path, Some(ADMIN), &quoting).await, 400);
     // Everything the server logged: not one value, not even the model name.
     let server_log = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
     for value in &values {
         let leak = server_log.lines().find(|l| l.contains(value.as_str()));
         assert!(leak.is_none(), "{value} reached the log: {leak:?}");
     }
-    let env = {
-        let starts = s.backend().starts.lock().unwrap();
-        let last = starts.iter().rfind(|r| r.workspace_id == id).unwrap();
-        // The values did reach the backend, so their absence from the log means something.
-        assert_eq!(last.env["K"].expose(), values[2]);
-        assert_eq!(last.env["G"].expose(), values[0]);
-        tracing::debug!(request = ?last, "the recorded request, as a careless caller might log it");
-        last.auth_token.clone().unwrap()
-    };
+    let last = s.backend().starts_of(id).pop().unwrap();
+    // The values did reach the backend, so their absence from the log means something.
+    assert_eq!(last.env["K"].expose(), values[2]);
+    assert_eq!(last.env["G"].expose(), values[0]);
+    tracing::debug!(request = ?last, "the recorded request, as a careless caller might log it");
+    let env = last.auth_token.clone().unwrap();
     let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
     assert!(
         text.contains(&id.to_string()),

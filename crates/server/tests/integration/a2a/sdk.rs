@@ -1,4 +1,4 @@
-//! The A2A proxy between real A2A SDK peers: an agent and a client written with the Python
+//! The proxy between real A2A SDK peers: an agent and a client written with the Python
 //! `a2a-sdk` (pinned in `tests/a2a_sdk/requirements.txt`), a real server in between, both
 //! databases. The client exits 0 only when the SDK accepted every answer the proxy passed on.
 //!
@@ -11,10 +11,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Options, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
+
+use crate::common::{TestServer, assert_status};
 
 /// How to get the SDK when it is missing.
 const INSTALL_HINT: &str = "the A2A SDK tests need python3 with the pins of \
@@ -179,43 +180,15 @@ fn texts(event: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-async fn dev(db: TestStore) -> TestServer {
-    TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: true,
-        },
-    )
-    .await
-}
-
-/// An external workspace (dev mode) and the token it was created with.
-async fn external(s: &TestServer, name: &str) -> (WorkspaceId, String) {
-    let body = json!({ "name": name, "runtime": "external" });
-    let (status, reply) = s.call("POST", "/workspaces", None, Some(body)).await;
-    assert_eq!(status, 201, "{reply}");
-    let id = reply["id"].as_str().unwrap().parse().unwrap();
-    let token = reply["connection"]["auth_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (id, token)
-}
-
-/// Registers an external workspace: pushed to `url`, or polling when `url` is `None`.
+/// An external workspace registered in dev mode: pushed to `url`, or polling when `url` is
+/// `None`.
 async fn register(s: &TestServer, name: &str, url: Option<&str>) -> WorkspaceId {
-    let (id, token) = external(s, name).await;
-    let body = match url {
-        Some(url) => {
-            json!({ "id": id, "url": url, "agent_card": {"name": name}, "delivery_mode": "push" })
-        }
-        None => json!({ "id": id, "agent_card": {}, "delivery_mode": "poll" }),
-    };
-    let (status, reply) = s
-        .call("POST", "/registry/register", Some(&token), Some(body))
-        .await;
-    assert_eq!(status, 200, "{reply}");
+    if let Some(url) = url {
+        return s.registered(name, url, None).await.0;
+    }
+    let (id, token) = s.external(name, None).await;
+    let body = json!({ "id": id, "agent_card": {}, "delivery_mode": "poll" });
+    assert_status(s.register(Some(&token), body).await, 200);
     id
 }
 
@@ -225,7 +198,7 @@ fn proxy_url(s: &TestServer, id: WorkspaceId) -> String {
 
 async fn an_sdk_client_accepts_the_answer_of_an_sdk_agent(db: TestStore) {
     require_sdk().await;
-    let s = dev(db).await;
+    let s = TestServer::dev(db).await;
     let agent = SdkAgent::start().await;
     let id = register(&s, "sdk-echo", Some(&agent.url)).await;
     let run = client(&proxy_url(&s, id), "send", "hello sdk").await;
@@ -242,7 +215,7 @@ async fn an_sdk_client_accepts_the_answer_of_an_sdk_agent(db: TestStore) {
 
 async fn an_sdk_client_receives_the_stream_of_an_sdk_agent_event_by_event(db: TestStore) {
     require_sdk().await;
-    let s = dev(db).await;
+    let s = TestServer::dev(db).await;
     let agent = SdkAgent::start().await;
     let id = register(&s, "sdk-streamer", Some(&agent.url)).await;
     let run = client(&proxy_url(&s, id), "stream", "hello stream").await;
@@ -286,7 +259,7 @@ async fn an_sdk_client_receives_the_stream_of_an_sdk_agent_event_by_event(db: Te
 
 async fn an_sdk_client_accepts_the_answer_for_a_poll_mode_target(db: TestStore) {
     require_sdk().await;
-    let s = dev(db).await;
+    let s = TestServer::dev(db).await;
     let id = register(&s, "sdk-poller", None).await;
     let run = client(&proxy_url(&s, id), "send-expect-submitted", "pick me up").await;
     assert!(run.ok, "{}", run.shown);
@@ -315,7 +288,7 @@ molecule_store::on_both_backends!(
 /// methods, and a poll-mode target's queued answer is a 1.0 Task.
 async fn an_sdk_client_speaking_a2a_1_0_is_served(db: TestStore) {
     require_sdk().await;
-    let s = dev(db).await;
+    let s = TestServer::dev(db).await;
     let agent = SdkAgent::start().await;
     let id = register(&s, "sdk-v1", Some(&agent.url)).await;
     let url = proxy_url(&s, id);

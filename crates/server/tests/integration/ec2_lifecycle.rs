@@ -17,8 +17,8 @@ use molecule_store::testing::TestStore;
 use molecule_testkit::MotoServer;
 use serde_json::json;
 
-use crate::binary::Server;
-use crate::common::{ADMIN, TestServer, assert_status, poll, provision_request};
+use crate::binary::{Server, post_json};
+use crate::common::{ADMIN, TestServer, assert_status, id_of, poll, provision_request};
 
 on_both_backends!(
     a_workspace_lives_on_an_ec2_instance,
@@ -289,17 +289,9 @@ async fn the_binary_runs_workspaces_on_ec2_from_its_environment() {
     let (base, log) = (&server.base, &server.log);
     assert!(log.iter().any(|l| l.contains("backend: ec2")), "{log:?}");
 
-    let http = reqwest::Client::new();
-    let reply: serde_json::Value = http
-        .post(format!("{base}/workspaces"))
-        .json(&json!({"name": "from-binary", "runtime": "langgraph"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id: WorkspaceId = reply["id"].as_str().unwrap().parse().unwrap();
+    let body = json!({"name": "from-binary", "runtime": "langgraph"});
+    let (_, reply) = post_json(&format!("{base}/workspaces"), None, &body).await;
+    let id = id_of(&reply);
     let inspector = Ec2Provisioner::new(config(&moto.endpoint())).await.unwrap();
     let instance = poll("an instance launched", || async {
         inspector

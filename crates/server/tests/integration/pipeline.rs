@@ -33,6 +33,12 @@ impl Server {
         self.send(reqwest::Method::GET, path).await
     }
 
+    /// `GET path` from a page of `origin` (its `Origin` header).
+    async fn get_from(&self, path: &str, origin: &str) -> reqwest::Response {
+        let request = self.client.get(self.url(path)).header("Origin", origin);
+        request.send().await.unwrap()
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         let request = self.client.request(method, self.url(path));
         request.send().await.unwrap()
@@ -139,13 +145,7 @@ async fn every_answer_carries_the_security_headers_with_the_path_csp() {
 async fn cors_echoes_allowed_origins_and_refuses_others() {
     let s = start().await;
     // Allowed origin: echoed, with credentials.
-    let r = s
-        .client
-        .get(s.url("/health"))
-        .header("Origin", "http://localhost:3000")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_from("/health", "http://localhost:3000").await;
     assert_eq!(r.status(), 200);
     let h = r.headers();
     assert_eq!(
@@ -158,13 +158,7 @@ async fn cors_echoes_allowed_origins_and_refuses_others() {
     // Another origin, or an upper-case spelling of an allowed one: 403, empty body, with the
     // security headers.
     for origin in ["http://evil.example", "http://LOCALHOST:3000"] {
-        let r = s
-            .client
-            .get(s.url("/health"))
-            .header("Origin", origin)
-            .send()
-            .await
-            .unwrap();
+        let r = s.get_from("/health", origin).await;
         assert_eq!(r.status(), 403, "{origin}");
         assert_security_headers(r.headers(), "default-src 'self'");
         assert!(r.headers().get("access-control-allow-origin").is_none());
@@ -212,13 +206,7 @@ async fn cors_echoes_allowed_origins_and_refuses_others() {
 
     // An Origin naming this very host is not CORS.
     let host = s.base.trim_start_matches("http://").to_owned();
-    let r = s
-        .client
-        .get(s.url("/health"))
-        .header("Origin", format!("http://{host}"))
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_from("/health", &format!("http://{host}")).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
@@ -230,21 +218,9 @@ async fn configured_origins_are_normalised() {
         ..HttpSettings::default()
     };
     let s = start_with(Security::strict(ADMIN.into(), false), http).await;
-    let r = s
-        .client
-        .get(s.url("/health"))
-        .header("Origin", "https://canvas.example")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_from("/health", "https://canvas.example").await;
     assert_eq!(r.status(), 200);
-    let r = s
-        .client
-        .get(s.url("/health"))
-        .header("Origin", "http://localhost:3000")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_from("/health", "http://localhost:3000").await;
     assert_eq!(r.status(), 403);
 }
 

@@ -17,6 +17,11 @@ pub async fn workspace(s: &Store, name: &str, parent: Option<WorkspaceId>) -> Wo
     s.workspaces().create(new).await.unwrap().id
 }
 
+/// The ids of workspace rows, in their order.
+pub fn ids(rows: Vec<Workspace>) -> Vec<WorkspaceId> {
+    rows.into_iter().map(|w| w.id).collect()
+}
+
 /// A fixed instant, `seconds` after another.
 pub fn at(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()

@@ -5,7 +5,7 @@ use molecule_domain::{WorkspaceId, WorkspaceStatus};
 use molecule_store::testing::TestStore;
 use molecule_store::{Backend, on_both_backends};
 
-use crate::common::workspace;
+use crate::common::{ids, workspace};
 
 on_both_backends!(
     can_communicate_follows_the_hierarchy_rules,
@@ -123,23 +123,9 @@ async fn tree(s: &TestStore) -> (WorkspaceId, WorkspaceId, WorkspaceId, Workspac
 
 async fn descendants_come_parents_first_and_removal_is_one_step(s: TestStore) {
     let (root, child, grandchild, second) = tree(&s).await;
-    let found: Vec<_> = s
-        .workspaces()
-        .descendants(root)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
+    let found = ids(s.workspaces().descendants(root).await.unwrap());
     assert_eq!(found, [child, second, grandchild]);
-    let kids: Vec<_> = s
-        .workspaces()
-        .children(root)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
+    let kids = ids(s.workspaces().children(root).await.unwrap());
     assert_eq!(kids, [child, second]);
 
     let token = s.tokens().issue(grandchild).await.unwrap();
@@ -168,14 +154,7 @@ async fn descendants_come_parents_first_and_removal_is_one_step(s: TestStore) {
             .unwrap()
             .is_empty()
     );
-    let left: Vec<_> = s
-        .workspaces()
-        .descendants(root)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
+    let left = ids(s.workspaces().descendants(root).await.unwrap());
     assert_eq!(left, [second]);
 }
 

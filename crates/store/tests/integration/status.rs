@@ -6,7 +6,7 @@ use molecule_domain::{DeliveryMode, WorkspaceId, WorkspaceStatus};
 use molecule_store::testing::TestStore;
 use molecule_store::{StoreError, Transition, on_both_backends};
 
-use crate::common::named;
+use crate::common::{ids, named};
 
 on_both_backends!(
     transition_follows_the_table,
@@ -316,7 +316,6 @@ async fn silent_workspaces_are_found_by_cutoff(s: TestStore) {
     let online = [WorkspaceStatus::Online];
     let future = OffsetDateTime::now_utc() + Duration::hours(1);
     let past = OffsetDateTime::now_utc() - Duration::hours(1);
-    let ids = |v: Vec<molecule_store::Workspace>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
     assert_eq!(
         ids(s.workspaces().silent_since(&online, future).await.unwrap()),
         [a, b]

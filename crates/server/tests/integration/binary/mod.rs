@@ -150,3 +150,18 @@ fn get_json(url: &str) -> (u16, serde_json::Value) {
     let (status, text) = get_text(url);
     (status, serde_json::from_str(&text).unwrap())
 }
+
+/// `POST url` with a JSON body and `token` as the bearer (if any): status and JSON (or Null).
+pub(crate) async fn post_json(
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().post(url).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Server, block_on, command};
+use super::{Server, block_on, command, post_json};
 use crate::common::{assert_status, connection_of, eventually};
 
 /// The permission bits of `path`.
@@ -167,16 +167,14 @@ async fn two_processes_on_one_postgres_share_events() {
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
     // B announced "listening" only after it listened to the other replicas' events.
-    let http = reqwest::Client::new();
-    let created = http
-        .post(a.url("/workspaces"))
-        .bearer_auth("two-replicas-admin")
-        .json(&serde_json::json!({"name": "made-on-a"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+    let made_on_a = serde_json::json!({"name": "made-on-a"});
+    let created = post_json(
+        &a.url("/workspaces"),
+        Some("two-replicas-admin"),
+        &made_on_a,
+    )
+    .await;
+    let id = assert_status(created, 201)["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -216,13 +214,7 @@ async fn queued_messages_survive_a_restart(db: molecule_store::testing::TestStor
     };
     let http = reqwest::Client::new();
     let post = async |server: &Server, path: &str, token: Option<&str>, body: Value| {
-        let mut req = http.post(server.url(path)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        post_json(&server.url(path), token, &body).await
     };
     let server = start();
     let worker = json!({"name": "worker", "runtime": "external"});

@@ -137,9 +137,9 @@ fn moto() -> anyhow::Result<()> {
     )
 }
 
-/// The A2A conformance tests (`crates/server/tests/a2a_sdk.rs`) run the real Python A2A SDK:
-/// its pins (`crates/server/tests/a2a_sdk/requirements.txt`) are installed from PyPI into
-/// `python3` when `check.py` beside them finds one missing or at another version.
+/// The A2A conformance tests (`crates/server/tests/integration/a2a/sdk.rs`) run the real
+/// Python A2A SDK: its pins (`crates/server/tests/a2a_sdk/requirements.txt`) are installed from
+/// PyPI into `python3` when `check.py` beside them finds one missing or at another version.
 fn a2a_sdk(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("crates/server/tests/a2a_sdk");
     let check = || {

@@ -1,0 +1,18 @@
+//! The integration tests of `molecule-store`, in one test binary: the store conformance suite,
+//! every test on SQLite and PostgreSQL (`<module>::<test>::sqlite` and `::postgres`). Each
+//! module is one repository area and says at its top what it covers.
+//!
+//! A new area is a new module here, not a new `tests/*.rs` file (cargo would build that as
+//! another binary).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+mod activity;
+mod database;
+mod hierarchy;
+mod queue;
+mod secrets;
+mod status;
+mod tokens;
+mod workspaces;

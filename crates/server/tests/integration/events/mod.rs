@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use molecule_domain::{EventType, WorkspaceId};
 use molecule_server::Security;
 use molecule_server::http_server::ServerSettings;
-use molecule_server::{AppState, HttpSettings, app};
+use molecule_server::{AppState, app};
 use molecule_store::{NewWorkspace, Store};
 use serde_json::Value;
 use tokio::net::TcpListener;

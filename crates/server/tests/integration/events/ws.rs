@@ -5,7 +5,7 @@
 use futures_util::SinkExt;
 use molecule_domain::{EventType, WorkspaceId};
 use molecule_server::Security;
-use molecule_server::{AppState, HttpSettings, app};
+use molecule_server::{AppState, HttpSettings};
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};

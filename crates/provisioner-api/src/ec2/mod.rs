@@ -25,7 +25,6 @@ mod launch;
 pub mod user_data;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,6 +34,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::config::{Credentials, Region};
 use molecule_domain::WorkspaceId;
+use parking_lot::{Mutex, MutexGuard};
 
 pub use self::config::{Ec2Config, StaticKeys, StopPolicy, TierShape};
 use self::errors::{Fault, fault, from_fault, to_error};
@@ -146,10 +146,8 @@ impl Ec2Provisioner {
         self.leaks_map().values().cloned().collect()
     }
 
-    fn leaks_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LeakSuspect>> {
-        self.leaks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn leaks_map(&self) -> MutexGuard<'_, BTreeMap<String, LeakSuspect>> {
+        self.leaks.lock()
     }
 
     /// Terminates one instance: `TerminateInstances`, retried by the stop policy; an instance

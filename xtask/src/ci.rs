@@ -1,10 +1,12 @@
 //! `cargo xtask ci`: the one gate every change passes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
 use molecule_testkit::PgCluster;
+
+use crate::workspace::{cargo_bin, run_in, workspace_root};
 
 /// Runs every step in order and stops at the first failure, naming it.
 pub fn run() -> anyhow::Result<()> {
@@ -28,6 +30,7 @@ pub fn run() -> anyhow::Result<()> {
         )
     })?;
     step("crate boundaries", crate::boundaries::run)?;
+    step("tidy", crate::tidy::run)?;
     step("cargo deny", || deny(&root))?;
     step("echo agent image", docker_image)?;
     step("moto_server (local EC2 API)", moto)?;
@@ -37,13 +40,6 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn workspace_root() -> anyhow::Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_path_buf())
-}
-
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
     println!("\n==> {name}");
     f().with_context(|| format!("ci step `{name}` failed"))
@@ -51,22 +47,6 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
 
 fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
     run_in(root, Command::new(cargo_bin()).args(args))
-}
-
-pub(crate) fn cargo_bin() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
-}
-
-pub(crate) fn run_in(root: &Path, cmd: &mut Command) -> anyhow::Result<()> {
-    let shown = format!("{cmd:?}");
-    let status = cmd
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("cannot run {shown}"))?;
-    if !status.success() {
-        bail!("{shown} exited with {status}");
-    }
-    Ok(())
 }
 
 /// Whether `cargo <sub> --version` works.

@@ -29,13 +29,13 @@ pub fn docker_available() -> bool {
 
 /// Builds the static binary and the image.
 pub fn run() -> anyhow::Result<()> {
-    let root = crate::ci::workspace_root()?;
+    let root = crate::workspace::workspace_root()?;
     let host = host_triple()?;
     let metadata = crate::boundaries::metadata(&root.join("Cargo.toml"))?;
     let target_dir = metadata.target_directory.as_std_path().to_path_buf();
-    crate::ci::run_in(
+    crate::workspace::run_in(
         &root,
-        Command::new(crate::ci::cargo_bin())
+        Command::new(crate::workspace::cargo_bin())
             .args([
                 "build",
                 "--release",
@@ -61,7 +61,7 @@ pub fn run() -> anyhow::Result<()> {
     if !docker_available() {
         bail!("no Docker daemon answers `docker version`: cannot build {IMAGE}");
     }
-    crate::ci::run_in(
+    crate::workspace::run_in(
         &root,
         Command::new("docker")
             .args(["build", "--quiet", "-t", IMAGE])

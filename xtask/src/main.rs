@@ -1,14 +1,18 @@
 //! Project automation for molecule-rs. Run as `cargo xtask <task>`:
 //!
 //! - `ci`: the one gate: formatting, clippy (warnings are errors), the crate-boundary check,
-//!   cargo-deny, and every test (nextest) against SQLite and a throwaway PostgreSQL cluster.
+//!   tidy, cargo-deny, and every test (nextest) against SQLite and a throwaway PostgreSQL cluster.
 //! - `boundaries`: only the crate-boundary check.
+//! - `tidy`: the checks over the source text (one owner of the backend, file length, module
+//!   cycles); see `tidy/mod.rs`.
 //! - `image`: the echo agent, statically linked, in the local image `molecule-echo-agent:dev`
 //!   (`cargo xtask ci` builds it before the tests).
 
 mod boundaries;
 mod ci;
 mod image;
+mod tidy;
+mod workspace;
 
 use anyhow::bail;
 
@@ -18,8 +22,9 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci::run(),
         Some("boundaries") => boundaries::run(),
         Some("image") => image::run(),
+        Some("tidy") => tidy::run(),
         Some("help" | "--help" | "-h") | None => {
-            println!("usage: cargo xtask <ci|boundaries|image>");
+            println!("usage: cargo xtask <ci|boundaries|tidy|image>");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::db::{Pool, Sql, Tx};
 use crate::types::{DbTime, DbUuid};
+use crate::workspaces::is_live;
 
 /// An active agent record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,19 @@ struct Row {
     model: Option<String>,
 }
 
+impl From<Row> for AgentRecord {
+    fn from(r: Row) -> Self {
+        AgentRecord {
+            id: r.id.0,
+            model: r.model,
+        }
+    }
+}
+
+/// The active record of the workspace `$1`.
+const SELECT_ACTIVE: &str =
+    "SELECT id, model FROM agents WHERE workspace_id = $1 AND status = 'active'";
+
 /// The agent records in the database.
 #[derive(Debug, Clone, Copy)]
 pub struct Agents<'a> {
@@ -42,24 +56,13 @@ pub struct Agents<'a> {
 
 /// The active record of `ws`, locked for the transaction.
 async fn active(tx: &mut Tx, ws: WorkspaceId) -> Result<Option<AgentRecord>, StoreError> {
-    let sql = Sql::split(
-        "SELECT id, model FROM agents WHERE workspace_id = $1 AND status = 'active' FOR UPDATE",
-        "SELECT id, model FROM agents WHERE workspace_id = $1 AND status = 'active'",
+    let sql = Sql::built(
+        format!("{SELECT_ACTIVE} FOR UPDATE"),
+        SELECT_ACTIVE.to_owned(),
     );
     let row: Option<Row> =
         db_query!(tx.exec(), query_as::<Row>, sql, DbUuid::from(ws); fetch_optional)?;
-    Ok(row.map(|r| AgentRecord {
-        id: r.id.0,
-        model: r.model,
-    }))
-}
-
-async fn live(tx: &mut Tx, ws: WorkspaceId) -> Result<bool, StoreError> {
-    let sql = Sql::same(
-        "SELECT COUNT(*) FROM workspaces WHERE id = $1 AND (status IS NULL OR status <> 'removed')",
-    );
-    let n = db_query!(tx.exec(), query_scalar::<i64>, sql, DbUuid::from(ws); fetch_one)?;
-    Ok(n > 0)
+    Ok(row.map(Into::into))
 }
 
 async fn insert(tx: &mut Tx, ws: WorkspaceId, model: &str) -> Result<Uuid, StoreError> {
@@ -93,14 +96,10 @@ impl<'a> Agents<'a> {
 
     /// The active record of `ws`, if any.
     pub async fn active(&self, ws: WorkspaceId) -> Result<Option<AgentRecord>, StoreError> {
-        let sql =
-            Sql::same("SELECT id, model FROM agents WHERE workspace_id = $1 AND status = 'active'");
+        let sql = Sql::same(SELECT_ACTIVE);
         let row: Option<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, DbUuid::from(ws); fetch_optional)?;
-        Ok(row.map(|r| AgentRecord {
-            id: r.id.0,
-            model: r.model,
-        }))
+        Ok(row.map(Into::into))
     }
 
     /// Assigns a first agent running `model` to `ws`.
@@ -110,7 +109,7 @@ impl<'a> Agents<'a> {
         model: &str,
     ) -> Result<Result<Uuid, AgentRefusal>, StoreError> {
         let mut tx = self.db.begin().await?;
-        if !live(&mut tx, ws).await? {
+        if !is_live(&mut tx, ws).await? {
             return Ok(Err(AgentRefusal::NoWorkspace));
         }
         if active(&mut tx, ws).await?.is_some() {
@@ -160,7 +159,7 @@ impl<'a> Agents<'a> {
         to: WorkspaceId,
     ) -> Result<Result<AgentRecord, AgentRefusal>, StoreError> {
         let mut tx = self.db.begin().await?;
-        if !live(&mut tx, to).await? {
+        if !is_live(&mut tx, to).await? {
             return Ok(Err(AgentRefusal::NoWorkspace));
         }
         if active(&mut tx, to).await?.is_some() {

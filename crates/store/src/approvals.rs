@@ -91,8 +91,11 @@ impl From<Row> for Approval {
     }
 }
 
-const COLUMNS: &str = "a.id, a.workspace_id, w.name AS workspace_name, a.task_id, a.action, \
-     a.reason, a.status, a.decided_by, a.decided_at, a.created_at";
+/// The rows with their workspace's name (`a`: the request, `w`: its workspace), in the
+/// order of [`Row`]; a `WHERE` follows.
+const SELECT: &str = "SELECT a.id, a.workspace_id, w.name AS workspace_name, a.task_id, a.action, \
+     a.reason, a.status, a.decided_by, a.decided_at, a.created_at \
+     FROM approval_requests a LEFT JOIN workspaces w ON w.id = a.workspace_id";
 
 /// The approval requests in the database.
 #[derive(Debug, Clone, Copy)]
@@ -131,11 +134,10 @@ impl<'a> Approvals<'a> {
     /// The newest requests of `ws`, any status.
     pub async fn of_workspace(&self, ws: WorkspaceId) -> Result<Vec<Approval>, StoreError> {
         let sql = Sql::same(
-            "SELECT __COLUMNS__ FROM approval_requests a LEFT JOIN workspaces w \
-             ON w.id = a.workspace_id WHERE a.workspace_id = $1 \
+            "__SELECT__ WHERE a.workspace_id = $1 \
              ORDER BY a.created_at DESC, a.id DESC LIMIT $2",
         )
-        .replace("__COLUMNS__", COLUMNS);
+        .replace("__SELECT__", SELECT);
         let rows: Vec<Row> = db_query!(
             self.db.exec(), query_as::<Row>, sql, DbUuid::from(ws), APPROVAL_LIST_LIMIT;
             fetch_all
@@ -146,11 +148,10 @@ impl<'a> Approvals<'a> {
     /// The newest pending requests of every workspace, with the workspace's name.
     pub async fn pending(&self) -> Result<Vec<Approval>, StoreError> {
         let sql = Sql::same(
-            "SELECT __COLUMNS__ FROM approval_requests a LEFT JOIN workspaces w \
-             ON w.id = a.workspace_id WHERE a.status = 'pending' \
+            "__SELECT__ WHERE a.status = 'pending' \
              ORDER BY a.created_at DESC, a.id DESC LIMIT $1",
         )
-        .replace("__COLUMNS__", COLUMNS);
+        .replace("__SELECT__", SELECT);
         let rows: Vec<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, APPROVAL_LIST_LIMIT; fetch_all)?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -160,13 +161,11 @@ impl<'a> Approvals<'a> {
     pub async fn expire(&self, cutoff: OffsetDateTime) -> Result<Vec<Approval>, StoreError> {
         let mut tx = self.db.begin().await?;
         let sql = Sql::split(
-            "SELECT __COLUMNS__ FROM approval_requests a LEFT JOIN workspaces w \
-             ON w.id = a.workspace_id WHERE a.status = 'pending' AND a.created_at < $1 \
+            "__SELECT__ WHERE a.status = 'pending' AND a.created_at < $1 \
              FOR UPDATE OF a",
-            "SELECT __COLUMNS__ FROM approval_requests a LEFT JOIN workspaces w \
-             ON w.id = a.workspace_id WHERE a.status = 'pending' AND a.created_at < $1",
+            "__SELECT__ WHERE a.status = 'pending' AND a.created_at < $1",
         )
-        .replace("__COLUMNS__", COLUMNS);
+        .replace("__SELECT__", SELECT);
         let rows: Vec<Row> =
             db_query!(tx.exec(), query_as::<Row>, sql, DbTime::at(cutoff); fetch_all)?;
         let now = DbTime::now();

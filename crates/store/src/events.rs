@@ -25,6 +25,9 @@ pub struct StoredEvent {
     pub created_at: OffsetDateTime,
 }
 
+/// Every column, in the order of [`Row`] and of the insert's binds.
+const COLUMNS: &str = "id, event_type, workspace_id, payload, created_at";
+
 #[derive(sqlx::FromRow)]
 struct Row {
     id: DbUuid,
@@ -66,10 +69,9 @@ impl<'a> Events<'a> {
     ) -> Result<StoredEvent, StoreError> {
         let id = Uuid::new_v4();
         let now = DbTime::now();
-        let sql = Sql::same(
-            "INSERT INTO structure_events (id, event_type, workspace_id, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        );
+        let sql =
+            Sql::same("INSERT INTO structure_events (__COLUMNS__) VALUES ($1, $2, $3, $4, $5)")
+                .replace("__COLUMNS__", COLUMNS);
         db_query!(
             self.db.exec(), query, sql,
             DbUuid(id),
@@ -97,16 +99,17 @@ impl<'a> Events<'a> {
         let rows: Vec<Row> = match workspace_id {
             Some(ws) => {
                 let sql = Sql::same(
-                    "SELECT id, event_type, workspace_id, payload, created_at FROM structure_events \
+                    "SELECT __COLUMNS__ FROM structure_events \
                      WHERE workspace_id = $1 ORDER BY created_at DESC, id LIMIT $2",
-                );
+                )
+                .replace("__COLUMNS__", COLUMNS);
                 db_query!(self.db.exec(), query_as::<Row>, sql, DbUuid::from(ws), limit; fetch_all)?
             }
             None => {
                 let sql = Sql::same(
-                    "SELECT id, event_type, workspace_id, payload, created_at FROM structure_events \
-                     ORDER BY created_at DESC, id LIMIT $1",
-                );
+                    "SELECT __COLUMNS__ FROM structure_events ORDER BY created_at DESC, id LIMIT $1",
+                )
+                .replace("__COLUMNS__", COLUMNS);
                 db_query!(self.db.exec(), query_as::<Row>, sql, limit; fetch_all)?
             }
         };
@@ -115,10 +118,8 @@ impl<'a> Events<'a> {
 
     /// One event by id.
     pub async fn get(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        let sql = Sql::same(
-            "SELECT id, event_type, workspace_id, payload, created_at FROM structure_events \
-             WHERE id = $1",
-        );
+        let sql = Sql::same("SELECT __COLUMNS__ FROM structure_events WHERE id = $1")
+            .replace("__COLUMNS__", COLUMNS);
         let row: Option<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, DbUuid(id); fetch_optional)?;
         Ok(row.map(Into::into))

@@ -5,7 +5,7 @@ use molecule_domain::WorkspaceId;
 use crate::StoreError;
 use crate::db::{Pool, Sql};
 use crate::types::DbUuid;
-use crate::workspaces::Workspaces;
+use crate::workspaces::{Workspaces, ancestor_chain};
 
 /// How many ancestors the walk up from a workspace visits at most. A longer chain (or a
 /// corrupt cycle) is cut there, failing closed.
@@ -45,15 +45,8 @@ impl Workspaces<'_> {
 
 /// The parent and ancestors of `id`, or `None` when there is no such row.
 async fn lineage(db: &Pool, id: WorkspaceId) -> Result<Option<Lineage>, StoreError> {
-    let sql = Sql::same(
-        "WITH RECURSIVE chain(id, parent_id, depth) AS ( \
-           SELECT id, parent_id, 0 FROM workspaces WHERE id = $1 \
-           UNION ALL \
-           SELECT w.id, w.parent_id, c.depth + 1 FROM workspaces w \
-             JOIN chain c ON w.id = c.parent_id WHERE c.depth < $2 \
-         ) \
-         SELECT id, parent_id FROM chain ORDER BY depth",
-    );
+    let sql = Sql::same("__CHAIN__ SELECT id, parent_id FROM chain ORDER BY depth")
+        .replace("__CHAIN__", &ancestor_chain("$2"));
     let rows: Vec<(DbUuid, Option<DbUuid>)> = db_query!(
         db.exec(), query_as::<(DbUuid, Option<DbUuid>)>, sql,
         DbUuid::from(id),

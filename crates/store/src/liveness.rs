@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::db::Sql;
 use crate::types::{DbText, DbTime, DbUuid};
-use crate::workspaces::{COLUMNS, Row, Workspace, Workspaces, select_one};
+use crate::workspaces::{COLUMNS, Row, Workspace, Workspaces, select_live};
 
 /// The fields of one heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,10 +37,7 @@ impl Workspaces<'_> {
         hb: &Heartbeat,
     ) -> Result<Option<Workspace>, StoreError> {
         let mut tx = self.db.begin().await?;
-        let Some(before) = select_one(&mut tx, id, true)
-            .await?
-            .filter(|w| !w.status.is_removed())
-        else {
+        let Some(before) = select_live(&mut tx, id).await? else {
             return Ok(None);
         };
         let sql = Sql::same(
@@ -76,10 +73,7 @@ impl Workspaces<'_> {
         delivery_mode: DeliveryMode,
     ) -> Result<Option<Workspace>, StoreError> {
         let mut tx = self.db.begin().await?;
-        let Some(before) = select_one(&mut tx, id, true)
-            .await?
-            .filter(|w| !w.status.is_removed())
-        else {
+        let Some(before) = select_live(&mut tx, id).await? else {
             return Ok(None);
         };
         let sql = Sql::same(

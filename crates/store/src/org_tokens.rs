@@ -52,6 +52,9 @@ pub struct IssuedOrgToken {
     pub token: PlainToken,
 }
 
+/// The columns read back, in the order of [`Row`].
+const COLUMNS: &str = "id, prefix, name, org_id, created_by, created_at, last_used_at";
+
 #[derive(sqlx::FromRow)]
 struct Row {
     id: DbUuid,
@@ -125,9 +128,9 @@ impl<'a> OrgTokens<'a> {
     /// Who a live token is; its `last_used_at` is bumped. `None` for anything else.
     pub async fn validate(&self, token: &PlainToken) -> Result<Option<OrgIdentity>, StoreError> {
         let sql = Sql::same(
-            "SELECT id, prefix, name, org_id, created_by, created_at, last_used_at \
-             FROM org_api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        );
+            "SELECT __COLUMNS__ FROM org_api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .replace("__COLUMNS__", COLUMNS);
         let row: Option<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, token.hash(); fetch_optional)?;
         let Some(row) = row else { return Ok(None) };
@@ -145,10 +148,10 @@ impl<'a> OrgTokens<'a> {
     /// The live tokens, newest first, at most [`ORG_TOKEN_LIST_LIMIT`].
     pub async fn list(&self) -> Result<Vec<OrgToken>, StoreError> {
         let sql = Sql::same(
-            "SELECT id, prefix, name, org_id, created_by, created_at, last_used_at \
-             FROM org_api_tokens WHERE revoked_at IS NULL \
+            "SELECT __COLUMNS__ FROM org_api_tokens WHERE revoked_at IS NULL \
              ORDER BY created_at DESC, id LIMIT $1",
-        );
+        )
+        .replace("__COLUMNS__", COLUMNS);
         let rows: Vec<Row> =
             db_query!(self.db.exec(), query_as::<Row>, sql, ORG_TOKEN_LIST_LIMIT; fetch_all)?;
         Ok(rows.into_iter().map(OrgToken::from).collect())

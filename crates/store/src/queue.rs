@@ -158,9 +158,32 @@ pub struct Enqueued {
     pub existing: bool,
 }
 
+/// Every column, in the order of [`Row`].
 const COLUMNS: &str = "id, workspace_id, caller_id, caller, priority, body, method, \
      idempotency_key, enqueued_at, dispatched_at, completed_at, expires_at, attempts, status, \
      last_error, response_body";
+
+/// The rows that hold an idempotency key: not finished.
+const ACTIVE: &str = "status IN ('queued', 'dispatched')";
+
+/// A row deliverable at the time bound as `now` (`$1`, `$2`…): queued and not expired.
+fn deliverable(now: &str) -> String {
+    format!("status = 'queued' AND (expires_at IS NULL OR expires_at > {now})")
+}
+
+/// `last_error` with `note` (an SQL expression) appended after `; `.
+fn append_to_last_error(note: &str) -> String {
+    format!("last_error = COALESCE(last_error || '; ', '') || {note}")
+}
+
+/// A statement whose `__LOCK__` is ` FOR UPDATE SKIP LOCKED` on PostgreSQL, so that
+/// concurrent callers pass each other's rows by, and nothing on SQLite (one writer at a time).
+fn skip_locked(template: &str) -> Sql {
+    Sql::built(
+        template.replace("__LOCK__", " FOR UPDATE SKIP LOCKED"),
+        template.replace("__LOCK__", ""),
+    )
+}
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -235,13 +258,15 @@ impl<'a> Queue<'a> {
              idempotency_key, enqueued_at, expires_at, attempts, status) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 'queued') \
              ON CONFLICT (workspace_id, idempotency_key) \
-             WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'dispatched') \
+             WHERE idempotency_key IS NOT NULL AND __ACTIVE__ \
              DO NOTHING",
-        );
+        )
+        .replace("__ACTIVE__", ACTIVE);
         let existing = Sql::same(
             "SELECT id FROM a2a_queue WHERE workspace_id = $1 AND idempotency_key = $2 \
-             AND status IN ('queued', 'dispatched')",
-        );
+             AND __ACTIVE__",
+        )
+        .replace("__ACTIVE__", ACTIVE);
         for _ in 0..ENQUEUE_TRIES {
             let id = Uuid::new_v4();
             let inserted = db_query!(
@@ -285,20 +310,14 @@ impl<'a> Queue<'a> {
     /// expired one): it becomes `dispatched` with `dispatched_at` now and one more attempt.
     /// Two concurrent callers never get the same row.
     pub async fn dequeue(&self, ws: WorkspaceId) -> Result<Option<QueueItem>, StoreError> {
-        let sql = Sql::split(
+        let sql = skip_locked(
             "UPDATE a2a_queue SET status = 'dispatched', dispatched_at = $2, \
              attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM a2a_queue WHERE workspace_id = $1 AND status = 'queued' \
-             AND (expires_at IS NULL OR expires_at > $2) \
-             ORDER BY priority DESC, enqueued_at ASC, id ASC LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING __COLUMNS__",
-            "UPDATE a2a_queue SET status = 'dispatched', dispatched_at = $2, \
-             attempts = attempts + 1 \
-             WHERE id = (SELECT id FROM a2a_queue WHERE workspace_id = $1 AND status = 'queued' \
-             AND (expires_at IS NULL OR expires_at > $2) \
-             ORDER BY priority DESC, enqueued_at ASC, id ASC LIMIT 1) \
+             WHERE id = (SELECT id FROM a2a_queue WHERE workspace_id = $1 AND __DELIVERABLE__ \
+             ORDER BY priority DESC, enqueued_at ASC, id ASC LIMIT 1__LOCK__) \
              RETURNING __COLUMNS__",
         )
+        .replace("__DELIVERABLE__", &deliverable("$2"))
         .replace("__COLUMNS__", COLUMNS);
         let mut tx = self.db.begin().await?;
         let row: Option<Row> = db_query!(
@@ -383,10 +402,9 @@ impl<'a> Queue<'a> {
 
     /// The workspace's deliverable rows: `queued` and not expired.
     pub async fn depth(&self, ws: WorkspaceId) -> Result<i64, StoreError> {
-        let sql = Sql::same(
-            "SELECT COUNT(*) FROM a2a_queue WHERE workspace_id = $1 AND status = 'queued' \
-             AND (expires_at IS NULL OR expires_at > $2)",
-        );
+        let sql =
+            Sql::same("SELECT COUNT(*) FROM a2a_queue WHERE workspace_id = $1 AND __DELIVERABLE__")
+                .replace("__DELIVERABLE__", &deliverable("$2"));
         Ok(db_query!(
             self.db.exec(), query_scalar::<i64>, sql, DbUuid::from(ws), DbTime::now();
             fetch_one
@@ -413,15 +431,12 @@ impl<'a> Queue<'a> {
         } else {
             "$3 IS NULL"
         };
-        let build = |lock: &str| {
-            format!(
-                "UPDATE a2a_queue SET status = 'dropped', \
-                 last_error = COALESCE(last_error || '; ', '') || $2 \
-                 WHERE id IN (SELECT id FROM a2a_queue WHERE status = 'queued' \
-                 AND enqueued_at < $1 AND {scope}{lock})"
-            )
-        };
-        let sql = Sql::built(build(" FOR UPDATE SKIP LOCKED"), build(""));
+        let sql = skip_locked(&format!(
+            "UPDATE a2a_queue SET status = 'dropped', {} \
+             WHERE id IN (SELECT id FROM a2a_queue WHERE status = 'queued' \
+             AND enqueued_at < $1 AND {scope}__LOCK__)",
+            append_to_last_error("$2")
+        ));
         Ok(db_query!(
             self.db.exec(), query, sql,
             DbTime::at(cutoff), note, ws.map(DbUuid::from);
@@ -433,10 +448,10 @@ impl<'a> Queue<'a> {
     /// `last_error`; answers how many.
     pub async fn expire(&self) -> Result<u64, StoreError> {
         let sql = Sql::same(
-            "UPDATE a2a_queue SET status = 'dropped', \
-             last_error = COALESCE(last_error || '; ', '') || 'expired' \
+            "UPDATE a2a_queue SET status = 'dropped', __NOTE__ \
              WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= $1",
-        );
+        )
+        .replace("__NOTE__", &append_to_last_error("'expired'"));
         Ok(db_query!(self.db.exec(), query, sql, DbTime::now(); execute)?)
     }
 
@@ -444,9 +459,12 @@ impl<'a> Queue<'a> {
     /// their deliverer) back to `queued`, noting it in `last_error`; answers how many.
     pub async fn reclaim(&self, dispatched_before: OffsetDateTime) -> Result<u64, StoreError> {
         let sql = Sql::same(
-            "UPDATE a2a_queue SET status = 'queued', dispatched_at = NULL, \
-             last_error = COALESCE(last_error || '; ', '') || 'reclaimed: delivery did not finish' \
+            "UPDATE a2a_queue SET status = 'queued', dispatched_at = NULL, __NOTE__ \
              WHERE status = 'dispatched' AND dispatched_at < $1",
+        )
+        .replace(
+            "__NOTE__",
+            &append_to_last_error("'reclaimed: delivery did not finish'"),
         );
         Ok(db_query!(self.db.exec(), query, sql, DbTime::at(dispatched_before); execute)?)
     }
@@ -454,9 +472,9 @@ impl<'a> Queue<'a> {
     /// The workspaces holding deliverable rows (`queued`, not expired).
     pub async fn with_queued(&self) -> Result<Vec<WorkspaceId>, StoreError> {
         let sql = Sql::same(
-            "SELECT DISTINCT workspace_id FROM a2a_queue WHERE status = 'queued' \
-             AND (expires_at IS NULL OR expires_at > $1) ORDER BY workspace_id",
-        );
+            "SELECT DISTINCT workspace_id FROM a2a_queue WHERE __DELIVERABLE__ ORDER BY workspace_id",
+        )
+        .replace("__DELIVERABLE__", &deliverable("$1"));
         let ids: Vec<DbUuid> = db_query!(
             self.db.exec(), query_scalar::<DbUuid>, sql, DbTime::now();
             fetch_all

@@ -55,11 +55,30 @@ pub struct Secrets<'a> {
     key: Option<&'a SecretKey>,
 }
 
+/// The columns of a secret as listed (no value).
+const INFO_COLUMNS: &str = "key, created_at, updated_at";
+
+/// The columns of a stored value ([`ValueRow`]).
+const VALUE_COLUMNS: &str = "key, encrypted_value, encryption_version";
+
+/// Writes a workspace secret: `$1` id, `$2` workspace, `$3` key, `$4` bytes, `$5` version,
+/// `$6` now; an existing key gets the new value, version and time.
 const UPSERT_WORKSPACE: Sql = Sql::same(
     "INSERT INTO workspace_secrets \
      (id, workspace_id, key, encrypted_value, encryption_version, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $6) \
      ON CONFLICT (workspace_id, key) DO UPDATE SET \
+     encrypted_value = excluded.encrypted_value, \
+     encryption_version = excluded.encryption_version, updated_at = excluded.updated_at",
+);
+
+/// Writes a global secret: `$1` id, `$2` key, `$3` bytes, `$4` version, `$5` now; as
+/// [`UPSERT_WORKSPACE`].
+const UPSERT_GLOBAL: Sql = Sql::same(
+    "INSERT INTO global_secrets \
+     (id, key, encrypted_value, encryption_version, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $5) \
+     ON CONFLICT (key) DO UPDATE SET \
      encrypted_value = excluded.encrypted_value, \
      encryption_version = excluded.encryption_version, updated_at = excluded.updated_at",
 );
@@ -77,9 +96,9 @@ impl<'a> Secrets<'a> {
     /// The secrets of a workspace, sorted by key.
     pub async fn list_workspace(&self, id: WorkspaceId) -> Result<Vec<SecretInfo>, StoreError> {
         let sql = Sql::same(
-            "SELECT key, created_at, updated_at FROM workspace_secrets \
-             WHERE workspace_id = $1 ORDER BY key",
-        );
+            "SELECT __COLUMNS__ FROM workspace_secrets WHERE workspace_id = $1 ORDER BY key",
+        )
+        .replace("__COLUMNS__", INFO_COLUMNS);
         let rows: Vec<InfoRow> =
             db_query!(self.db.exec(), query_as::<InfoRow>, sql, DbUuid::from(id); fetch_all)?;
         Ok(info(rows))
@@ -87,7 +106,8 @@ impl<'a> Secrets<'a> {
 
     /// The global secrets, sorted by key.
     pub async fn list_global(&self) -> Result<Vec<SecretInfo>, StoreError> {
-        let sql = Sql::same("SELECT key, created_at, updated_at FROM global_secrets ORDER BY key");
+        let sql = Sql::same("SELECT __COLUMNS__ FROM global_secrets ORDER BY key")
+            .replace("__COLUMNS__", INFO_COLUMNS);
         let rows: Vec<InfoRow> = db_query!(self.db.exec(), query_as::<InfoRow>, sql; fetch_all)?;
         Ok(info(rows))
     }
@@ -112,16 +132,8 @@ impl<'a> Secrets<'a> {
     /// Stores (or replaces) a global secret, encrypted when a key is loaded.
     pub async fn set_global(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (bytes, version) = cipher::seal(self.key, value)?;
-        let sql = Sql::same(
-            "INSERT INTO global_secrets \
-             (id, key, encrypted_value, encryption_version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
-             ON CONFLICT (key) DO UPDATE SET \
-             encrypted_value = excluded.encrypted_value, \
-             encryption_version = excluded.encryption_version, updated_at = excluded.updated_at",
-        );
         db_query!(
-            self.db.exec(), query, sql,
+            self.db.exec(), query, UPSERT_GLOBAL,
             DbUuid(Uuid::new_v4()), key.to_owned(), bytes, version, DbTime::now();
             execute
         )?;
@@ -150,14 +162,7 @@ impl<'a> Secrets<'a> {
         id: WorkspaceId,
         key: &str,
     ) -> Result<Option<Secret>, StoreError> {
-        let sql = Sql::same(
-            "SELECT key, encrypted_value, encryption_version FROM workspace_secrets \
-             WHERE workspace_id = $1 AND key = $2",
-        );
-        let row: Option<ValueRow> = db_query!(
-            self.db.exec(), query_as::<ValueRow>, sql, DbUuid::from(id), key.to_owned();
-            fetch_optional
-        )?;
+        let row = self.workspace_value(id, key).await?;
         row.map(|r| cipher::open(self.key, &r.encrypted_value, r.encryption_version))
             .transpose()
             .map_err(StoreError::from)
@@ -167,9 +172,9 @@ impl<'a> Secrets<'a> {
     /// caller can name the ones that failed.
     pub async fn workspace_values(&self, id: WorkspaceId) -> Result<Vec<SecretRead>, StoreError> {
         let sql = Sql::same(
-            "SELECT key, encrypted_value, encryption_version FROM workspace_secrets \
-             WHERE workspace_id = $1 ORDER BY key",
-        );
+            "SELECT __COLUMNS__ FROM workspace_secrets WHERE workspace_id = $1 ORDER BY key",
+        )
+        .replace("__COLUMNS__", VALUE_COLUMNS);
         let rows: Vec<ValueRow> =
             db_query!(self.db.exec(), query_as::<ValueRow>, sql, DbUuid::from(id); fetch_all)?;
         Ok(self.open_all(rows))
@@ -177,9 +182,8 @@ impl<'a> Secrets<'a> {
 
     /// Every global secret's value (sorted by key), each decrypted on its own.
     pub async fn global_values(&self) -> Result<Vec<SecretRead>, StoreError> {
-        let sql = Sql::same(
-            "SELECT key, encrypted_value, encryption_version FROM global_secrets ORDER BY key",
-        );
+        let sql = Sql::same("SELECT __COLUMNS__ FROM global_secrets ORDER BY key")
+            .replace("__COLUMNS__", VALUE_COLUMNS);
         let rows: Vec<ValueRow> = db_query!(self.db.exec(), query_as::<ValueRow>, sql; fetch_all)?;
         Ok(self.open_all(rows))
     }
@@ -200,26 +204,34 @@ impl<'a> Secrets<'a> {
         id: WorkspaceId,
         key: &str,
     ) -> Result<Option<(Vec<u8>, i32)>, StoreError> {
-        let sql = Sql::same(
-            "SELECT key, encrypted_value, encryption_version FROM workspace_secrets \
-             WHERE workspace_id = $1 AND key = $2",
-        );
-        let row: Option<ValueRow> = db_query!(
-            self.db.exec(), query_as::<ValueRow>, sql, DbUuid::from(id), key.to_owned();
-            fetch_optional
-        )?;
+        let row = self.workspace_value(id, key).await?;
         Ok(row.map(|r| (r.encrypted_value, r.encryption_version)))
     }
 
     /// The stored bytes and `encryption_version` of a global secret, as they are.
     pub async fn raw_global(&self, key: &str) -> Result<Option<(Vec<u8>, i32)>, StoreError> {
-        let sql = Sql::same(
-            "SELECT key, encrypted_value, encryption_version FROM global_secrets WHERE key = $1",
-        );
+        let sql = Sql::same("SELECT __COLUMNS__ FROM global_secrets WHERE key = $1")
+            .replace("__COLUMNS__", VALUE_COLUMNS);
         let row: Option<ValueRow> = db_query!(
             self.db.exec(), query_as::<ValueRow>, sql, key.to_owned(); fetch_optional
         )?;
         Ok(row.map(|r| (r.encrypted_value, r.encryption_version)))
+    }
+
+    /// The stored value of one workspace secret, as it is in the database.
+    async fn workspace_value(
+        &self,
+        id: WorkspaceId,
+        key: &str,
+    ) -> Result<Option<ValueRow>, StoreError> {
+        let sql = Sql::same(
+            "SELECT __COLUMNS__ FROM workspace_secrets WHERE workspace_id = $1 AND key = $2",
+        )
+        .replace("__COLUMNS__", VALUE_COLUMNS);
+        Ok(db_query!(
+            self.db.exec(), query_as::<ValueRow>, sql, DbUuid::from(id), key.to_owned();
+            fetch_optional
+        )?)
     }
 
     /// Writes a workspace secret row with these exact bytes and version, bypassing

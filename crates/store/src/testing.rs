@@ -9,9 +9,10 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use molecule_testkit::PgCluster;
+use parking_lot::Mutex;
 use sqlx::Connection;
 
 use crate::{DatabaseUrl, Store};
@@ -140,7 +141,7 @@ fn postgres_server() -> (String, Guard) {
     {
         return (url, Guard::None);
     }
-    let mut slot = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = CLUSTER.lock();
     let cluster = match slot.upgrade() {
         Some(c) => c,
         None => {

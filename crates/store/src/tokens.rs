@@ -92,6 +92,15 @@ struct InfoRow {
     last_used_at: Option<DbTime>,
 }
 
+/// Revokes every live auth token of the workspace `$1` at the time `$2`.
+pub(crate) const REVOKE_ALL: Sql = Sql::same(
+    "UPDATE workspace_auth_tokens SET revoked_at = $2 \
+     WHERE workspace_id = $1 AND revoked_at IS NULL",
+);
+
+/// The bootstrap token of the workspace `$1` whose hash is `$2`, unexpired at the time `$3`.
+const BOOTSTRAP_MATCH: &str = "workspace_id = $1 AND token_hash = $2 AND expires_at > $3";
+
 /// The workspace auth tokens in the database.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkspaceTokens<'a> {
@@ -223,12 +232,8 @@ impl<'a> WorkspaceTokens<'a> {
     /// Revokes every live token of a workspace, and its bootstrap token; returns how many
     /// auth tokens were revoked.
     pub async fn revoke_all(&self, workspace_id: WorkspaceId) -> Result<u64, StoreError> {
-        let sql = Sql::same(
-            "UPDATE workspace_auth_tokens SET revoked_at = $2 \
-             WHERE workspace_id = $1 AND revoked_at IS NULL",
-        );
         let done = db_query!(
-            self.db.exec(), query, sql,
+            self.db.exec(), query, REVOKE_ALL,
             DbUuid::from(workspace_id), DbTime::now();
             execute
         )?;
@@ -268,10 +273,8 @@ impl<'a> WorkspaceTokens<'a> {
         workspace_id: WorkspaceId,
         token: &PlainToken,
     ) -> Result<bool, StoreError> {
-        let sql = Sql::same(
-            "SELECT COUNT(*) FROM workspace_bootstrap_tokens \
-             WHERE workspace_id = $1 AND token_hash = $2 AND expires_at > $3",
-        );
+        let sql = Sql::same("SELECT COUNT(*) FROM workspace_bootstrap_tokens WHERE __MATCH__")
+            .replace("__MATCH__", BOOTSTRAP_MATCH);
         let n = db_query!(
             self.db.exec(), query_scalar::<i64>, sql,
             DbUuid::from(workspace_id), token.hash(), DbTime::now();
@@ -287,10 +290,8 @@ impl<'a> WorkspaceTokens<'a> {
         workspace_id: WorkspaceId,
         token: &PlainToken,
     ) -> Result<bool, StoreError> {
-        let sql = Sql::same(
-            "DELETE FROM workspace_bootstrap_tokens \
-             WHERE workspace_id = $1 AND token_hash = $2 AND expires_at > $3",
-        );
+        let sql = Sql::same("DELETE FROM workspace_bootstrap_tokens WHERE __MATCH__")
+            .replace("__MATCH__", BOOTSTRAP_MATCH);
         let done = db_query!(
             self.db.exec(), query, sql,
             DbUuid::from(workspace_id), token.hash(), DbTime::now();

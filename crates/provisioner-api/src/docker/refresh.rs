@@ -11,7 +11,8 @@ use bollard::query_parameters::{CreateImageOptions, ListContainersOptions};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::{DockerProvisioner, context, force, is_not_found, is_removal_in_progress};
+use super::errors::{context, is_not_found, is_removal_in_progress};
+use super::{DockerProvisioner, force};
 use crate::{ImageRefresh, ProvisionError, RefreshError};
 
 /// The budget of the whole pull phase.

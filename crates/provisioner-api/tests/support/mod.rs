@@ -3,13 +3,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId};
 use molecule_provisioner_api::ec2::{Ec2Config, Ec2Provisioner, StaticKeys, StopPolicy};
 use molecule_provisioner_api::{ProvisionRequest, SecretValue};
 use molecule_testkit::MotoServer;
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A moto server; the test fails (never skips) when it cannot start.
@@ -116,7 +117,7 @@ impl FaultServer {
                         .unwrap_or("")
                         .to_owned();
                     let n = {
-                        let mut all = recorded.lock().unwrap();
+                        let mut all = recorded.lock();
                         let n = all.iter().filter(|a| **a == action).count();
                         all.push(action.clone());
                         n
@@ -140,12 +141,7 @@ impl FaultServer {
 
     /// How many requests of an action arrived.
     pub fn count(&self, action: &str) -> usize {
-        self.actions
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| *a == action)
-            .count()
+        self.actions.lock().iter().filter(|a| *a == action).count()
     }
 }
 

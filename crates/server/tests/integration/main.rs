@@ -3,8 +3,7 @@
 //! server and says at its top what it covers; [`common`] is the harness they share.
 //!
 //! A new area is a new module here, not a new `tests/*.rs` file (cargo would build that as
-//! another binary, linking the server again). `lifecycle_owns_backend.rs` is apart on purpose:
-//! it reads the sources and needs no server.
+//! another binary, linking the server again).
 //!
 //! nextest runs every test in a process of its own, so the tests that set process-wide state
 //! (`secrets::logs`'s tracing subscriber) still do not meet.

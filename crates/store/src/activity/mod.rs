@@ -2,6 +2,8 @@
 //! runs and delegation bookkeeping, newest first or paged forward with a `(created_at, id)`
 //! keyset cursor that never skips or repeats rows sharing a timestamp.
 
+mod search;
+
 use molecule_domain::WorkspaceId;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -19,9 +21,13 @@ pub const METHOD_DELEGATE: &str = "delegate";
 /// The method of a delegation's result rows.
 pub const METHOD_DELEGATE_RESULT: &str = "delegate_result";
 
+/// Every column, in the order of [`Row`] and of the insert's binds.
 const COLUMNS: &str = "id, workspace_id, activity_type, source_id, caller, target_id, method, \
      summary, request_body, response_body, tool_trace, duration_ms, status, error_detail, \
      idempotency_key, created_at";
+
+/// The order of the newest rows first (ties broken by id, as the cursor is).
+const NEWEST_FIRST: &str = "ORDER BY created_at DESC, id DESC";
 
 /// A row to write into the activity log.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,20 +249,6 @@ fn micros_up(t: OffsetDateTime) -> DbTime {
     }
 }
 
-/// `%q%` for `LIKE … ESCAPE '\'`, with the pattern characters of `q` taken literally.
-fn like_pattern(q: &str) -> String {
-    let mut p = String::with_capacity(q.len() + 2);
-    p.push('%');
-    for c in q.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
 /// The activity log in the database.
 #[derive(Debug, Clone, Copy)]
 pub struct Activity<'a> {
@@ -293,11 +285,10 @@ impl<'a> Activity<'a> {
             .duration_ms
             .map(|d| i32::try_from(d.max(0)).unwrap_or(i32::MAX));
         let sql = Sql::same(
-            "INSERT INTO activity_logs (id, workspace_id, activity_type, source_id, caller, \
-             target_id, method, summary, request_body, response_body, tool_trace, duration_ms, \
-             status, error_detail, idempotency_key, created_at) \
+            "INSERT INTO activity_logs (__COLUMNS__) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        );
+        )
+        .replace("__COLUMNS__", COLUMNS);
         db_query!(
             self.db.exec(), query, sql,
             DbUuid(id),
@@ -386,11 +377,13 @@ impl<'a> Activity<'a> {
             Some(SourceFilter::Agent) => filter(true, "source_id IS NOT NULL", ""),
             None => {}
         }
+        sql.push(' ');
         sql.push_str(if cursor.is_some() {
-            " ORDER BY created_at ASC, id ASC LIMIT $9"
+            "ORDER BY created_at ASC, id ASC"
         } else {
-            " ORDER BY created_at DESC, id DESC LIMIT $9"
+            NEWEST_FIRST
         });
+        sql.push_str(" LIMIT $9");
         let sql = Sql::built(sql.clone(), sql);
         let rows: Vec<Row> = db_query!(
             self.db.exec(), query_as::<Row>, sql,
@@ -437,47 +430,6 @@ impl<'a> Activity<'a> {
         Ok(row.map(Into::into))
     }
 
-    /// The newest rows of a workspace, at most `limit`, whose summary, type, method, status
-    /// or request/response body contains `q` (case-insensitively, `%` and `_` literal); every
-    /// row when `q` is `None` or empty.
-    pub async fn search(
-        &self,
-        ws: WorkspaceId,
-        q: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ActivityRow>, StoreError> {
-        let pattern = q.filter(|q| !q.is_empty()).map(like_pattern);
-        let (pg, lite) = if pattern.is_some() {
-            (
-                "(COALESCE(summary, '') ILIKE $2 ESCAPE '\\' OR activity_type ILIKE $2 ESCAPE '\\' \
-                 OR COALESCE(method, '') ILIKE $2 ESCAPE '\\' \
-                 OR COALESCE(status, '') ILIKE $2 ESCAPE '\\' \
-                 OR COALESCE(request_body::text, '') ILIKE $2 ESCAPE '\\' \
-                 OR COALESCE(response_body::text, '') ILIKE $2 ESCAPE '\\')",
-                "(COALESCE(summary, '') LIKE $2 ESCAPE '\\' OR activity_type LIKE $2 ESCAPE '\\' \
-                 OR COALESCE(method, '') LIKE $2 ESCAPE '\\' \
-                 OR COALESCE(status, '') LIKE $2 ESCAPE '\\' \
-                 OR COALESCE(request_body, '') LIKE $2 ESCAPE '\\' \
-                 OR COALESCE(response_body, '') LIKE $2 ESCAPE '\\')",
-            )
-        } else {
-            ("$2 IS NULL", "$2 IS NULL")
-        };
-        let build = |cond: &str| {
-            format!(
-                "SELECT {COLUMNS} FROM activity_logs WHERE workspace_id = $1 AND {cond} \
-                 ORDER BY created_at DESC, id DESC LIMIT $3"
-            )
-        };
-        let sql = Sql::built(build(pg), build(lite));
-        let rows: Vec<Row> = db_query!(
-            self.db.exec(), query_as::<Row>, sql,
-            DbUuid::from(ws), pattern, limit.max(0);
-            fetch_all
-        )?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
     /// The row of this workspace with this idempotency key.
     pub async fn by_idempotency_key(
         &self,
@@ -521,9 +473,10 @@ impl<'a> Activity<'a> {
         let sql = Sql::same(
             "SELECT __COLUMNS__ FROM activity_logs WHERE workspace_id = $1 \
              AND activity_type = 'delegation' AND method IN ('delegate', 'delegate_result') \
-             ORDER BY created_at DESC, id DESC LIMIT $2",
+             __NEWEST_FIRST__ LIMIT $2",
         )
-        .replace("__COLUMNS__", COLUMNS);
+        .replace("__COLUMNS__", COLUMNS)
+        .replace("__NEWEST_FIRST__", NEWEST_FIRST);
         let rows: Vec<Row> = db_query!(
             self.db.exec(), query_as::<Row>, sql, DbUuid::from(ws), limit.max(0);
             fetch_all
@@ -569,8 +522,9 @@ impl<'a> Activity<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::{like_pattern, micros_up};
     use time::OffsetDateTime;
+
+    use super::micros_up;
 
     #[test]
     fn time_bounds_round_up_to_the_stored_precision() {
@@ -581,11 +535,5 @@ mod tests {
             micros_up(finer).0,
             OffsetDateTime::from_unix_timestamp_nanos(1_000_123_457_000).unwrap()
         );
-    }
-
-    #[test]
-    fn like_patterns_take_wildcards_literally() {
-        assert_eq!(like_pattern("abc"), "%abc%");
-        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
     }
 }

@@ -24,6 +24,7 @@ mod migrate;
 mod org_tokens;
 pub mod private;
 mod queue;
+mod schedules;
 mod secrets;
 mod tokens;
 mod types;
@@ -53,6 +54,10 @@ pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken
 pub use queue::{
     Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
     QueueStatus,
+};
+pub use schedules::{
+    CRON_RUN_TYPE, Claim, CronRun, NewSchedule, RunOutcome, STALE_AFTER_EMPTY_RUNS, Schedule,
+    ScheduleUpdate, ScheduleWithWorkspace, Schedules,
 };
 pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
@@ -166,6 +171,11 @@ impl Store {
     /// The A2A queue.
     pub fn queue(&self) -> Queue<'_> {
         Queue::new(&self.db)
+    }
+
+    /// The cron schedules and their history.
+    pub fn schedules(&self) -> Schedules<'_> {
+        Schedules::new(&self.db)
     }
 
     /// The workspace auth tokens repository.

@@ -154,16 +154,29 @@ async fn a_claim_advances_next_run_and_holds_the_row_until_finished(s: TestStore
     assert!(!claim.sent_before);
     assert_eq!(claim.schedule.next_run_at, Some(at(60)));
     // Held: even once due again, nobody else gets it while the lease lasts.
-    assert!(repo.claim_due(at(120), 50, LEASE, |_| at(180)).await.unwrap().is_empty());
-    assert_eq!(repo.claim_one(a, sched.id, at(120), LEASE).await.unwrap(), None);
-    let status = repo.finish(sched.id, claim.token, at(1), &ok(false, sched.id)).await;
+    assert!(
+        repo.claim_due(at(120), 50, LEASE, |_| at(180))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        repo.claim_one(a, sched.id, at(120), LEASE).await.unwrap(),
+        None
+    );
+    let status = repo
+        .finish(sched.id, claim.token, at(1), &ok(false, sched.id))
+        .await;
     assert_eq!(status.unwrap().as_deref(), Some("ok"));
     let row = repo.get(a, sched.id).await.unwrap().unwrap();
     assert_eq!(row.run_count, 1);
     assert_eq!(row.last_run_at, Some(at(1)));
     assert_eq!(row.next_run_at, Some(at(60)));
     // Released: the next slot is claimed normally.
-    let next = repo.claim_due(at(120), 50, LEASE, |_| at(180)).await.unwrap();
+    let next = repo
+        .claim_due(at(120), 50, LEASE, |_| at(180))
+        .await
+        .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].slot, at(60));
 }
@@ -173,16 +186,30 @@ async fn an_expired_lease_is_taken_over_and_says_whether_it_was_sent(s: TestStor
     let repo = s.schedules();
     let unsent = repo.create(&new(a, "unsent", Some(at(-10)))).await.unwrap();
     let sent = repo.create(&new(a, "sent", Some(at(-20)))).await.unwrap();
-    let dead = repo.claim_due(at(0), 50, LEASE, |_| at(3600)).await.unwrap();
+    let dead = repo
+        .claim_due(at(0), 50, LEASE, |_| at(3600))
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 2);
     let sent_claim = dead.iter().find(|c| c.schedule.id == sent.id).unwrap();
     assert!(repo.mark_sent(sent.id, sent_claim.token).await.unwrap());
     // The replica dies here. Before the lease ends nothing is handed out again.
-    assert!(repo.claim_due(at(599), 50, LEASE, |_| at(3600)).await.unwrap().is_empty());
-    let taken = repo.claim_due(at(601), 50, LEASE, |_| at(7200)).await.unwrap();
+    assert!(
+        repo.claim_due(at(599), 50, LEASE, |_| at(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let taken = repo
+        .claim_due(at(601), 50, LEASE, |_| at(7200))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 2);
     for claim in &taken {
-        let old = dead.iter().find(|c| c.schedule.id == claim.schedule.id).unwrap();
+        let old = dead
+            .iter()
+            .find(|c| c.schedule.id == claim.schedule.id)
+            .unwrap();
         assert_ne!(claim.token, old.token);
         assert_eq!(claim.slot, old.slot, "the same run, not a new one");
         assert_eq!(claim.sent_before, claim.schedule.id == sent.id);
@@ -191,7 +218,9 @@ async fn an_expired_lease_is_taken_over_and_says_whether_it_was_sent(s: TestStor
     }
     assert!(taken.iter().any(|c| c.schedule.id == unsent.id));
     // The dead replica's token no longer writes anything.
-    let stale = repo.finish(sent.id, sent_claim.token, at(602), &ok(false, sent.id)).await;
+    let stale = repo
+        .finish(sent.id, sent_claim.token, at(602), &ok(false, sent.id))
+        .await;
     assert_eq!(stale.unwrap(), None);
 }
 
@@ -199,10 +228,16 @@ async fn a_lost_claim_records_nothing(s: TestStore) {
     let a = workspace(&s, "a").await;
     let repo = s.schedules();
     let sched = repo.create(&new(a, "s", Some(at(-1)))).await.unwrap();
-    let claim = repo.claim_due(at(0), 1, LEASE, |_| at(60)).await.unwrap().remove(0);
+    let claim = repo
+        .claim_due(at(0), 1, LEASE, |_| at(60))
+        .await
+        .unwrap()
+        .remove(0);
     assert!(repo.delete(a, sched.id).await.unwrap());
     assert!(!repo.mark_sent(sched.id, claim.token).await.unwrap());
-    let status = repo.finish(sched.id, claim.token, at(1), &ok(false, sched.id)).await;
+    let status = repo
+        .finish(sched.id, claim.token, at(1), &ok(false, sched.id))
+        .await;
     assert_eq!(status.unwrap(), None);
     assert!(repo.history(a, sched.id, 20).await.unwrap().is_empty());
 }
@@ -212,8 +247,15 @@ async fn three_empty_replies_make_a_schedule_stale(s: TestStore) {
     let repo = s.schedules();
     let sched = repo.create(&new(a, "s", None)).await.unwrap();
     let mut statuses = Vec::new();
-    for (n, empty) in [true, true, true, true, false, true].into_iter().enumerate() {
-        let claim = repo.claim_one(a, sched.id, at(n as i64), LEASE).await.unwrap().unwrap();
+    for (n, empty) in [true, true, true, true, false, true]
+        .into_iter()
+        .enumerate()
+    {
+        let claim = repo
+            .claim_one(a, sched.id, at(n as i64), LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         let status = repo
             .finish(sched.id, claim.token, at(n as i64), &ok(empty, sched.id))
             .await
@@ -226,15 +268,24 @@ async fn three_empty_replies_make_a_schedule_stale(s: TestStore) {
     assert_eq!(row.consecutive_empty_runs, 1);
     assert_eq!(row.run_count, 6);
     // An error leaves the counter alone.
-    let claim = repo.claim_one(a, sched.id, at(10), LEASE).await.unwrap().unwrap();
+    let claim = repo
+        .claim_one(a, sched.id, at(10), LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     let error = RunOutcome {
         status: "error".into(),
         error: "HTTP 500".into(),
         ..ok(false, sched.id)
     };
-    repo.finish(sched.id, claim.token, at(10), &error).await.unwrap();
+    repo.finish(sched.id, claim.token, at(10), &error)
+        .await
+        .unwrap();
     let row = repo.get(a, sched.id).await.unwrap().unwrap();
-    assert_eq!((row.last_status.as_str(), row.consecutive_empty_runs), ("error", 1));
+    assert_eq!(
+        (row.last_status.as_str(), row.consecutive_empty_runs),
+        ("error", 1)
+    );
     assert_eq!(row.last_error, "HTTP 500");
 }
 

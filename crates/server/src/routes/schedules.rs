@@ -76,8 +76,8 @@ fn schedule_id(raw: &str) -> ApiResult<Uuid> {
 
 /// The next run of `expr` in `tz` after now, or the API's refusal: an unknown zone names
 /// itself, anything else is the generic `invalid request body` (#1193).
-fn next_run(expr: &str, tz: &str) -> ApiResult<OffsetDateTime> {
-    cron::next_run(expr, tz, OffsetDateTime::now_utc()).map_err(|e| match e {
+fn next_run(expr: &str, tz: &str, now: OffsetDateTime) -> ApiResult<OffsetDateTime> {
+    cron::next_run(expr, tz, now).map_err(|e| match e {
         CronError::Timezone(name) => ApiError::bad_request(format!("invalid timezone: {name}")),
         CronError::Expression(_) | CronError::Never => {
             ApiError::bad_request("invalid request body")
@@ -132,7 +132,7 @@ pub(crate) async fn create(
             "invalid timezone: {timezone}"
         )));
     }
-    let next = next_run(&cron_expr, &timezone)?;
+    let next = next_run(&cron_expr, &timezone, state.scheduler.now())?;
     super::live_workspace(&state, id, "failed to create schedule").await?;
     let new = NewSchedule {
         workspace_id: id,
@@ -195,7 +195,7 @@ pub(crate) async fn update(
             return Err(ApiError::bad_request(format!("invalid timezone: {tz}")));
         }
         let expr = body.cron_expr.as_deref().unwrap_or(&current.cron_expr);
-        Some(next_run(expr, tz)?)
+        Some(next_run(expr, tz, state.scheduler.now())?)
     } else {
         None
     };
@@ -360,7 +360,7 @@ pub(crate) async fn admin_health(State(state): State<AppState>) -> ApiResult<Res
         .all_with_workspace()
         .await
         .or_internal("failed to query schedules")?;
-    let now = OffsetDateTime::now_utc();
+    let now = state.scheduler.now();
     let rows: Vec<Value> = rows
         .iter()
         .filter(|r| r.schedule.enabled)

@@ -167,7 +167,7 @@ impl Scheduler {
 
     /// Runs the loop under the supervisor as `scheduler` (restarted after a panic; its last
     /// tick on `/admin/liveness`).
-    pub(crate) fn spawn(&self, supervisor: &crate::supervisor::Supervisor) {
+    pub fn spawn(&self, supervisor: &crate::supervisor::Supervisor) {
         let scheduler = self.clone();
         supervisor.spawn_loop("scheduler", self.inner.settings.poll_every, move || {
             let scheduler = scheduler.clone();
@@ -290,11 +290,17 @@ impl Scheduler {
         let every = time::Duration::try_from(self.inner.settings.phantom_every)
             .unwrap_or(time::Duration::minutes(5));
         {
+            // The first sweep comes one period after the first tick: a workspace that just
+            // reported a task is not reset before it had time to log any activity.
             let mut last = self.inner.last_phantom_sweep.lock();
-            if last.is_some_and(|at| now - at < every) {
-                return;
+            match *last {
+                None => {
+                    *last = Some(now);
+                    return;
+                }
+                Some(at) if now - at < every => return,
+                Some(_) => *last = Some(now),
             }
-            *last = Some(now);
         }
         let window = time::Duration::try_from(self.inner.settings.phantom_window)
             .unwrap_or(time::Duration::minutes(10));

@@ -24,6 +24,7 @@ mod migrate;
 mod org_tokens;
 pub mod private;
 mod queue;
+mod schedule_runs;
 mod schedules;
 mod secrets;
 mod tokens;
@@ -55,9 +56,9 @@ pub use queue::{
     Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
     QueueStatus,
 };
+pub use schedule_runs::{Claim, RunOutcome, STALE_AFTER_EMPTY_RUNS};
 pub use schedules::{
-    CRON_RUN_TYPE, Claim, CronRun, NewSchedule, RunOutcome, STALE_AFTER_EMPTY_RUNS, Schedule,
-    ScheduleUpdate, ScheduleWithWorkspace, Schedules,
+    CRON_RUN_TYPE, CronRun, NewSchedule, Schedule, ScheduleUpdate, ScheduleWithWorkspace, Schedules,
 };
 pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};

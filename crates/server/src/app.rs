@@ -13,7 +13,7 @@ use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
     a2a, activity, admin, agents, approvals, canvas, discovery, events, observe, org_tokens,
-    registry, secrets, system, team, tokens, workspaces,
+    registry, schedules, secrets, system, team, tokens, workspaces,
 };
 use crate::state::AppState;
 
@@ -166,6 +166,14 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/workspaces/{id}/traces", Workspace => observe::traces),
     route!(GET "/workspaces/{id}/transcript", Workspace => observe::transcript),
     route!(GET "/workspaces/{id}/audit", Workspace => observe::audit),
+    route!(GET "/workspaces/{id}/schedules", Workspace => schedules::list),
+    route!(POST "/workspaces/{id}/schedules", Workspace => schedules::create),
+    route!(GET "/workspaces/{id}/schedules/health", CallerToken => schedules::workspace_health),
+    route!(PATCH "/workspaces/{id}/schedules/{schedule_id}", Workspace => schedules::update),
+    route!(DELETE "/workspaces/{id}/schedules/{schedule_id}", Workspace => schedules::remove),
+    route!(POST "/workspaces/{id}/schedules/{schedule_id}/run", Workspace => schedules::run),
+    route!(GET "/workspaces/{id}/schedules/{schedule_id}/history", Workspace => schedules::history),
+    route!(GET "/admin/schedules/health", Admin => schedules::admin_health),
 ];
 
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the

@@ -13,7 +13,8 @@ use crate::middleware::rate_limit;
 use crate::state::AppState;
 
 /// Starts the loops: `rate-limit-janitor`, `liveness-monitor`, `health-sweep`,
-/// `a2a-queue-sweep`, `orphan-sweeper`, `hibernation-monitor` and `provision-timeout-sweep`.
+/// `a2a-queue-sweep`, `orphan-sweeper`, `hibernation-monitor`, `provision-timeout-sweep` and
+/// `scheduler` (`crate::scheduler`).
 pub fn spawn_all(state: &AppState, config: &Config) {
     rate_limit::spawn_janitor(&state.rate_limiter, &state.supervisor);
     let ttl = seconds(config.liveness_ttl_seconds);
@@ -49,6 +50,7 @@ pub fn spawn_all(state: &AppState, config: &Config) {
         move |l| async move { l.sweep_provision_timeouts(timeout).await },
     );
     spawn_queue_sweep(state);
+    state.scheduler.spawn(&state.supervisor);
 }
 
 /// A whole number of seconds from the configuration (saturating).

@@ -142,6 +142,10 @@ pub struct Config {
     #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 600)]
     pub provision_timeout_seconds: u64,
 
+    /// Seconds between the scheduler's looks for due cron runs.
+    #[arg(long, env = "MOLECULE_SCHEDULER_POLL_SECONDS", default_value_t = 30)]
+    pub scheduler_poll_seconds: u64,
+
     /// Seconds without a heartbeat after which a workspace is offline (external: awaiting_agent).
     #[arg(long, env = "MOLECULE_LIVENESS_TTL_SECONDS", default_value_t = 180)]
     pub liveness_ttl_seconds: u64,
@@ -220,6 +224,14 @@ impl Config {
             public_key: set(&self.langfuse_public_key)?,
             secret_key: set(&self.langfuse_secret_key)?,
         })
+    }
+
+    /// The scheduler's settings: the reference's constants with the configured poll interval.
+    pub fn scheduler_settings(&self) -> crate::scheduler::Settings {
+        crate::scheduler::Settings {
+            poll_every: std::time::Duration::from_secs(self.scheduler_poll_seconds.max(1)),
+            ..crate::scheduler::Settings::default()
+        }
     }
 
     /// The A2A settings: the idle window and the address policy of this deployment.

@@ -23,6 +23,7 @@ pub(crate) mod metrics;
 pub mod middleware;
 pub mod observability;
 mod routes;
+pub mod scheduler;
 mod secret_key;
 pub mod security;
 mod shutdown;
@@ -94,6 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(config.http_settings())
         .with_a2a_settings(config.a2a_settings())
+        .with_scheduler_settings(config.scheduler_settings())
         .with_configs_dir(config.configs_dir())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone());
     let mut replicas = state.events.start_listener();

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::middleware::HttpSettings;
 use crate::middleware::rate_limit::RateLimiter;
 use crate::observability::{AuditKey, Langfuse};
+use crate::scheduler::Scheduler;
 use crate::security::Security;
 use crate::supervisor::Supervisor;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub audit_key: Option<AuditKey>,
     /// A client for operator-configured upstreams (Langfuse).
     pub http_client: reqwest::Client,
+    /// The cron scheduler (its loop is started by `background::spawn_all`).
+    pub scheduler: Scheduler,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -83,7 +86,15 @@ impl AppState {
             ..molecule_a2a::Settings::default()
         };
         let a2a = molecule_a2a::Proxy::new(store.clone(), Arc::new(platform), a2a_settings);
+        let scheduler = Scheduler::new(
+            store.clone(),
+            a2a.clone(),
+            events.clone(),
+            crate::scheduler::Settings::default(),
+            Arc::new(crate::scheduler::SystemClock),
+        );
         Self {
+            scheduler,
             a2a,
             store,
             security,
@@ -119,9 +130,22 @@ impl AppState {
         self
     }
 
-    /// The same state with these A2A settings.
+    /// The same state with these A2A settings (the scheduler sends through the new proxy).
     pub fn with_a2a_settings(mut self, settings: molecule_a2a::Settings) -> Self {
         self.a2a = self.a2a.with_settings(settings);
+        self.scheduler = self.scheduler.with_proxy(self.a2a.clone());
+        self
+    }
+
+    /// The same state with a system-clock scheduler of these settings.
+    pub fn with_scheduler_settings(mut self, settings: crate::scheduler::Settings) -> Self {
+        self.scheduler = Scheduler::for_state(&self, settings);
+        self
+    }
+
+    /// The same state with this scheduler (other settings, or a test clock).
+    pub fn with_scheduler(mut self, scheduler: Scheduler) -> Self {
+        self.scheduler = scheduler;
         self
     }
 

@@ -24,6 +24,8 @@ mod migrate;
 mod org_tokens;
 pub mod private;
 mod queue;
+mod schedule_runs;
+mod schedules;
 mod secrets;
 mod tokens;
 mod types;
@@ -53,6 +55,10 @@ pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken
 pub use queue::{
     Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
     QueueStatus,
+};
+pub use schedule_runs::{Claim, RunOutcome, STALE_AFTER_EMPTY_RUNS};
+pub use schedules::{
+    CRON_RUN_TYPE, CronRun, NewSchedule, Schedule, ScheduleUpdate, ScheduleWithWorkspace, Schedules,
 };
 pub use secrets::{SecretInfo, SecretRead, Secrets};
 pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_token};
@@ -166,6 +172,11 @@ impl Store {
     /// The A2A queue.
     pub fn queue(&self) -> Queue<'_> {
         Queue::new(&self.db)
+    }
+
+    /// The cron schedules and their history.
+    pub fn schedules(&self) -> Schedules<'_> {
+        Schedules::new(&self.db)
     }
 
     /// The workspace auth tokens repository.

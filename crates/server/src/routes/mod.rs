@@ -11,6 +11,7 @@ pub(crate) mod events;
 pub(crate) mod observe;
 pub(crate) mod org_tokens;
 pub(crate) mod registry;
+pub(crate) mod schedules;
 pub(crate) mod secrets;
 pub(crate) mod system;
 pub(crate) mod team;

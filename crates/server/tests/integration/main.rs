@@ -24,4 +24,5 @@ mod http_limits;
 mod observability;
 mod pipeline;
 mod secrets;
+mod schedules;
 mod workspaces;

@@ -12,6 +12,7 @@ mod activity;
 mod database;
 mod hierarchy;
 mod queue;
+mod schedules;
 mod secrets;
 mod status;
 mod tokens;

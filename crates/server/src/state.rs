@@ -139,7 +139,13 @@ impl AppState {
 
     /// The same state with a system-clock scheduler of these settings.
     pub fn with_scheduler_settings(mut self, settings: crate::scheduler::Settings) -> Self {
-        self.scheduler = Scheduler::for_state(&self, settings);
+        self.scheduler = Scheduler::new(
+            self.store.clone(),
+            self.a2a.clone(),
+            self.events.clone(),
+            settings,
+            Arc::new(crate::scheduler::SystemClock),
+        );
         self
     }
 

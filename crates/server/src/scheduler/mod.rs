@@ -133,17 +133,6 @@ impl Scheduler {
         }
     }
 
-    /// A scheduler over the application's store, proxy and events, on the system clock.
-    pub fn for_state(state: &crate::state::AppState, settings: Settings) -> Self {
-        Self::new(
-            state.store.clone(),
-            state.a2a.clone(),
-            state.events.clone(),
-            settings,
-            Arc::new(SystemClock),
-        )
-    }
-
     /// The same scheduler sending through another proxy.
     pub fn with_proxy(&self, a2a: molecule_a2a::Proxy) -> Self {
         Self::new(

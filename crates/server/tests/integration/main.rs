@@ -23,6 +23,6 @@ mod events;
 mod http_limits;
 mod observability;
 mod pipeline;
-mod secrets;
 mod schedules;
+mod secrets;
 mod workspaces;

@@ -3,7 +3,6 @@
 
 mod replicas;
 
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

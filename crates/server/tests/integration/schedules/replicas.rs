@@ -1,7 +1,6 @@
 //! Two `molecule-server` processes on one PostgreSQL database share the schedules: each due
 //! run fires exactly once across them, counted at a real agent.
 
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -53,8 +53,8 @@ pub enum MemoryError {
     /// Not one of `LOCAL`, `TEAM`, `GLOBAL` (case-sensitive).
     #[error("scope must be LOCAL, TEAM, or GLOBAL")]
     Scope,
-    /// Empty (or only whitespace) content.
-    #[error("content is required")]
+    /// Empty (or only whitespace) content: the reference's binding message.
+    #[error("invalid request body")]
     EmptyContent,
     /// Content over [`MEMORY_CONTENT_MAX_BYTES`].
     #[error("content must be <= 100000 bytes")]

@@ -258,6 +258,39 @@ impl<'a> Memories<'a> {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// Seeds a new workspace's memories from a template (`(content, scope)` pairs), under
+    /// the seeding rules: scope upper-cased (empty: LOCAL; unknown: skipped), empty content
+    /// skipped, content cut to 100 000 bytes on a character boundary, GLOBAL only for a root,
+    /// redacted like any commit. Answers how many were written.
+    pub async fn seed(
+        &self,
+        ws: WorkspaceId,
+        parent: Option<WorkspaceId>,
+        namespace: &str,
+        seeds: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let mut written = 0;
+        for (content, scope) in seeds {
+            let Some(scope) = memory::seed_scope(scope) else {
+                continue;
+            };
+            if content.trim().is_empty() || memory::check_write(scope, parent).is_err() {
+                continue;
+            }
+            let content = memory::truncate_utf8(content, memory::MEMORY_CONTENT_MAX_BYTES);
+            self.commit(&NewMemory {
+                workspace_id: ws,
+                content: content.to_owned(),
+                scope,
+                namespace: namespace.to_owned(),
+                created_at: None,
+            })
+            .await?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
     /// Deletes memory `id` if `ws` owns it (any scope); whether it did.
     pub async fn delete(&self, ws: WorkspaceId, id: Uuid) -> Result<bool, StoreError> {
         let sql = Sql::same("DELETE FROM agent_memories WHERE id = $1 AND workspace_id = $2");

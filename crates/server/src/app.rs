@@ -12,8 +12,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
-    a2a, activity, admin, agents, approvals, canvas, discovery, events, observe, org_tokens,
-    registry, schedules, secrets, system, team, tokens, workspaces,
+    a2a, activity, admin, agents, approvals, canvas, checkpoints, discovery, events, instructions,
+    kv_memory, memories, memory_backup, observe, org_tokens, registry, schedules, secrets, system,
+    team, tokens, workspaces,
 };
 use crate::state::AppState;
 
@@ -174,6 +175,24 @@ pub const ROUTES: &[Route] = &[
     route!(POST "/workspaces/{id}/schedules/{schedule_id}/run", Workspace => schedules::run),
     route!(GET "/workspaces/{id}/schedules/{schedule_id}/history", Workspace => schedules::history),
     route!(GET "/admin/schedules/health", Admin => schedules::admin_health),
+    route!(POST "/workspaces/{id}/memories", Workspace => memories::commit),
+    route!(GET "/workspaces/{id}/memories", Workspace => memories::recall),
+    route!(DELETE "/workspaces/{id}/memories/{memory_id}", Workspace => memories::delete),
+    route!(GET "/workspaces/{id}/memory", Workspace => kv_memory::list),
+    route!(GET "/workspaces/{id}/memory/{key}", Workspace => kv_memory::get),
+    route!(POST "/workspaces/{id}/memory", Workspace => kv_memory::set),
+    route!(DELETE "/workspaces/{id}/memory/{key}", Workspace => kv_memory::delete),
+    route!(GET "/admin/memories/export", Admin => memory_backup::export),
+    route!(POST "/admin/memories/import", Admin => memory_backup::import),
+    route!(POST "/workspaces/{id}/checkpoints", Workspace => checkpoints::upsert),
+    route!(GET "/workspaces/{id}/checkpoints/latest", Workspace => checkpoints::latest),
+    route!(GET "/workspaces/{id}/checkpoints/{workflow_id}", Workspace => checkpoints::list),
+    route!(DELETE "/workspaces/{id}/checkpoints/{workflow_id}", Workspace => checkpoints::delete),
+    route!(GET "/instructions", Admin => instructions::list),
+    route!(POST "/instructions", Admin => instructions::create),
+    route!(PUT "/instructions/{id}", Admin => instructions::update),
+    route!(DELETE "/instructions/{id}", Admin => instructions::delete),
+    route!(GET "/workspaces/{id}/instructions/resolve", Workspace => instructions::resolve),
 ];
 
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use molecule_domain::MemoryError;
 use molecule_domain::validation::FieldError;
 use serde_json::{Map, Value, json};
 
@@ -97,6 +98,21 @@ impl From<LifecycleError> for ApiError {
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         Self::bad_request(e.to_string())
+    }
+}
+
+/// A memory rule as the API's status: GLOBAL from a child is 403, oversize content 413,
+/// anything else 400.
+impl From<MemoryError> for ApiError {
+    fn from(e: MemoryError) -> Self {
+        let status = match e {
+            MemoryError::GlobalNotRoot => StatusCode::FORBIDDEN,
+            MemoryError::ContentTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            MemoryError::Scope | MemoryError::EmptyContent | MemoryError::NamespaceTooLong => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        Self::new(status, e.to_string())
     }
 }
 

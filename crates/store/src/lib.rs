@@ -2,7 +2,7 @@
 //!
 //! [`Store::connect`] opens the database a [`DatabaseUrl`] names, applies the embedded migrations
 //! of the top-level `migrations/` folder and hands out repositories: [`Workspaces`],
-//! [`WorkspaceTokens`], [`Activity`], [`Queue`] and the others below. Every query is written once per dialect where the dialects differ, and
+//! [`WorkspaceTokens`], [`Activity`], [`Queue`], [`Memories`] and the others below. Every query is written once per dialect where the dialects differ, and
 //! bound and decoded through the same code for both, so the two backends cannot drift apart;
 //! the conformance suite in `tests/` runs every repository test against both.
 
@@ -13,17 +13,24 @@ mod agents;
 mod approvals;
 mod audit;
 mod canvas;
+mod checkpoints;
 mod cipher;
 mod error;
 mod events;
+mod fts;
 mod hierarchy;
+mod instructions;
+mod kv;
 mod layouts;
 mod listen;
 mod liveness;
+mod memories;
+mod memory_backup;
 mod migrate;
 mod org_tokens;
 pub mod private;
 mod queue;
+mod redact;
 mod schedule_runs;
 mod schedules;
 mod secrets;
@@ -44,18 +51,24 @@ pub use agents::{AgentRecord, AgentRefusal, Agents};
 pub use approvals::{APPROVAL_LIST_LIMIT, Approval, Approvals, NewApproval, Undecided};
 pub use audit::{Audit, AuditEvent, AuditQuery};
 pub use canvas::{Canvas, VIEWPORT_ID, Viewport};
+pub use checkpoints::{Checkpoint, Checkpoints};
 pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
 pub use hierarchy::MAX_ANCESTOR_HOPS;
+pub use instructions::{Instruction, InstructionUpdate, Instructions, NewInstruction};
+pub use kv::{KvEntry, KvMemory, KvWrite};
 pub use layouts::{Layout, Layouts};
 pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use liveness::Heartbeat;
+pub use memories::{Committed, Memories, Memory, NewMemory, RecallFilter};
+pub use memory_backup::{ExportedMemory, ImportEntry, ImportReport};
 pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken, OrgTokens};
 pub use queue::{
     Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
     QueueStatus,
 };
+pub use redact::{Redacted, redact_secrets};
 pub use schedule_runs::{Claim, RunOutcome, STALE_AFTER_EMPTY_RUNS};
 pub use schedules::{
     CRON_RUN_TYPE, CronRun, NewSchedule, Schedule, ScheduleUpdate, ScheduleWithWorkspace, Schedules,
@@ -132,6 +145,26 @@ impl Store {
     /// Token usage per workspace and day.
     pub fn usage(&self) -> Usage<'_> {
         Usage::new(&self.db)
+    }
+
+    /// The scoped agent memories (and their backup).
+    pub fn memories(&self) -> Memories<'_> {
+        Memories::new(&self.db)
+    }
+
+    /// The key/value memory.
+    pub fn kv_memory(&self) -> KvMemory<'_> {
+        KvMemory::new(&self.db)
+    }
+
+    /// The workflow checkpoints.
+    pub fn checkpoints(&self) -> Checkpoints<'_> {
+        Checkpoints::new(&self.db)
+    }
+
+    /// The platform instructions.
+    pub fn instructions(&self) -> Instructions<'_> {
+        Instructions::new(&self.db)
     }
 
     /// The approval requests.

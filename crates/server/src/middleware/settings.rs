@@ -16,7 +16,10 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Routes whose body limit is not [`DEFAULT_BODY_LIMIT`]: method, path template, bytes. The
 /// pipeline checks `Content-Length` against it before any handler runs, so a larger limit must
 /// be declared here (a `DefaultBodyLimit` on the route alone would be refused in front of it).
-pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[];
+pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[
+    // A whole memory export (up to 100 000 bytes per memory) comes back in one body.
+    ("POST", "/admin/memories/import", 64 * 1024 * 1024),
+];
 
 /// Settings of the HTTP pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -415,9 +415,8 @@ pub(crate) struct SearchQuery {
     limit: Option<String>,
 }
 
-/// `GET /workspaces/:id/session-search?q=&limit=` (workspace auth). There is no memories table
-/// yet, so the items are this workspace's activity rows only (`kind: "activity"`); memory
-/// items (`kind: "memory"`) join them when memories exist.
+/// `GET /workspaces/:id/session-search?q=&limit=` (workspace auth): this workspace's activity
+/// rows (`kind: "activity"`) and its own memories (`kind: "memory"`), newest first.
 pub(crate) async fn session_search(
     State(state): State<AppState>,
     WorkspacePath(id): WorkspacePath,
@@ -435,7 +434,7 @@ pub(crate) async fn session_search(
         .search(id, q, limit)
         .await
         .or_internal("session search failed")?;
-    let items: Vec<Value> = rows
+    let mut items: Vec<(OffsetDateTime, Value)> = rows
         .iter()
         .map(|row| {
             let mut item = Map::new();
@@ -460,8 +459,17 @@ pub(crate) async fn session_search(
                     ("response_body", &row.response_body),
                 ],
             );
-            Value::Object(item)
+            (row.created_at, Value::Object(item))
         })
+        .collect();
+    // The union with this workspace's memories, newest first, `limit` in all.
+    items.extend(super::memories::session_items(&state, id, q, limit).await?);
+    items.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let items = items
+        .into_iter()
+        .take(limit)
+        .map(|(_, item)| item)
         .collect();
     Ok(ok_json(StatusCode::OK, Value::Array(items)))
 }

@@ -2,7 +2,7 @@
 //! runs and delegation bookkeeping, newest first or paged forward with a `(created_at, id)`
 //! keyset cursor that never skips or repeats rows sharing a timestamp.
 
-mod search;
+pub(crate) mod search;
 
 use molecule_domain::WorkspaceId;
 use serde_json::Value;

@@ -33,7 +33,7 @@ fn search_condition(like: &str, json_as_text: &str) -> String {
 }
 
 /// `%q%` for `LIKE … ESCAPE '\'`, with the pattern characters of `q` taken literally.
-fn like_pattern(q: &str) -> String {
+pub(crate) fn like_pattern(q: &str) -> String {
     let mut p = String::with_capacity(q.len() + 2);
     p.push('%');
     for c in q.chars() {

@@ -285,6 +285,8 @@ impl<'a> Workspaces<'a> {
                 "DELETE FROM workspace_auth_tokens WHERE workspace_id = $1",
                 "DELETE FROM canvas_layouts WHERE workspace_id = $1",
                 "DELETE FROM workspace_secrets WHERE workspace_id = $1",
+                // No cascade on agent_memories (as in the reference).
+                "DELETE FROM agent_memories WHERE workspace_id = $1",
                 "UPDATE workspaces SET parent_id = NULL WHERE parent_id = $1",
                 "UPDATE workspaces SET forwarded_to = NULL WHERE forwarded_to = $1",
             ] {

@@ -11,6 +11,7 @@ mod common;
 mod activity;
 mod database;
 mod hierarchy;
+mod memories;
 mod queue;
 mod schedules;
 mod secrets;

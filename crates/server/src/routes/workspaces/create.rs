@@ -71,6 +71,8 @@ pub(crate) struct Validated {
     pub(crate) external: bool,
     pub(crate) url: Option<String>,
     pub(crate) canvas: Option<(f64, f64)>,
+    /// The template's memories to seed: `(content, scope)` as given.
+    pub(crate) initial_memories: Vec<(String, String)>,
 }
 
 /// Parses and validates a `POST /workspaces` body: everything `create` does before it writes.
@@ -151,11 +153,6 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
     for key in req.secrets.0.keys() {
         validation::env_key(key)?;
     }
-    if !req.initial_memories.is_empty() {
-        return Err(ApiError::bad_request(
-            "initial_memories are not supported on this server yet",
-        ));
-    }
     let external = req.external || runtime.is_external();
     let max_concurrent = req
         .max_concurrent_tasks
@@ -199,6 +196,14 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
         external,
         url,
         canvas: req.canvas.map(|c| (c.x, c.y)),
+        initial_memories: req
+            .initial_memories
+            .iter()
+            .map(|m| {
+                let text = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                (text("content"), text("scope"))
+            })
+            .collect(),
     })
 }
 
@@ -243,6 +248,7 @@ pub(crate) async fn create(
     {
         tracing::warn!(workspace = %ws.id, error = %e, "cannot store the canvas position");
     }
+    seed_memories(&state, &ws, &v.initial_memories).await;
     state
         .events
         .emit(
@@ -270,6 +276,31 @@ pub(crate) async fn create(
             "workspace_access": ws.workspace_access,
         }),
     ))
+}
+
+/// Seeds the template's `initial_memories` into the awareness namespace (redacted, by the
+/// seeding rules of `Memories::seed`); a failure is logged, never fatal.
+async fn seed_memories(
+    state: &AppState,
+    ws: &molecule_store::Workspace,
+    seeds: &[(String, String)],
+) {
+    if seeds.is_empty() {
+        return;
+    }
+    let namespace = ws
+        .awareness_namespace
+        .clone()
+        .unwrap_or_else(|| format!("workspace:{}", ws.id));
+    match state
+        .store
+        .memories()
+        .seed(ws.id, ws.parent_id, &namespace, seeds)
+        .await
+    {
+        Ok(n) => tracing::info!(workspace = %ws.id, seeded = n, "initial memories seeded"),
+        Err(e) => tracing::warn!(workspace = %ws.id, error = %e, "cannot seed initial memories"),
+    }
 }
 
 /// An external workspace: `online` at once with a `url`, else `awaiting_agent`. Either way

@@ -271,6 +271,12 @@ impl<'a> Workspaces<'a> {
             db_query!(tx.exec(), query, crate::tokens::REVOKE_ALL, DbUuid::from(*id), now; execute)?;
             let layout = Sql::same("DELETE FROM canvas_layouts WHERE workspace_id = $1");
             db_query!(tx.exec(), query, layout, DbUuid::from(*id); execute)?;
+            // A removed workspace's schedules never fire again.
+            let schedules = Sql::same(
+                "UPDATE workspace_schedules SET enabled = false, updated_at = $2 \
+                 WHERE workspace_id = $1 AND enabled",
+            );
+            db_query!(tx.exec(), query, schedules, DbUuid::from(*id), now; execute)?;
         }
         tx.commit().await?;
         Ok(removed)

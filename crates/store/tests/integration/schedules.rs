@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 on_both_backends!(
     schedules_are_scoped_to_their_workspace,
+    a_removed_workspace_s_schedules_are_disabled,
     a_duplicate_name_is_duplicate_and_a_missing_workspace_not_found,
     concurrent_claims_hand_each_due_run_out_once,
     a_claim_advances_next_run_and_holds_the_row_until_finished,
@@ -86,6 +87,17 @@ async fn schedules_are_scoped_to_their_workspace(s: TestStore) {
     assert_eq!(renamed.next_run_at, Some(at(60)));
     assert!(repo.delete(a, first.id).await.unwrap());
     assert_eq!(repo.get(a, first.id).await.unwrap(), None);
+}
+
+async fn a_removed_workspace_s_schedules_are_disabled(s: TestStore) {
+    let (a, b) = (workspace(&s, "a").await, workspace(&s, "b").await);
+    let repo = s.schedules();
+    let gone = repo.create(&new(a, "gone", Some(at(-60)))).await.unwrap();
+    let kept = repo.create(&new(b, "kept", Some(at(-60)))).await.unwrap();
+    assert!(gone.enabled && kept.enabled);
+    s.workspaces().remove_all(&[a]).await.unwrap();
+    assert!(!repo.get(a, gone.id).await.unwrap().unwrap().enabled);
+    assert!(repo.get(b, kept.id).await.unwrap().unwrap().enabled);
 }
 
 async fn a_duplicate_name_is_duplicate_and_a_missing_workspace_not_found(s: TestStore) {

@@ -137,6 +137,14 @@ pub fn ok_json(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// 200 with a JSON array: each of `rows` through its `view`.
+pub fn ok_list<T>(rows: &[T], view: impl Fn(&T) -> Value) -> Response {
+    ok_json(
+        StatusCode::OK,
+        Value::Array(rows.iter().map(view).collect()),
+    )
+}
+
 /// The body of a plain `{"status": "..."}` answer.
 pub fn status_body(status: &str) -> Value {
     json!({ "status": status })

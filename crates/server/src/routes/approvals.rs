@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::views;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list};
 use crate::extract::{JsonBody, WorkspacePath};
 use crate::state::AppState;
 
@@ -113,10 +113,7 @@ pub(crate) async fn list(
         .of_workspace(id)
         .await
         .or_internal("query failed")?;
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(item).collect()),
-    ))
+    Ok(ok_list(&rows, item))
 }
 
 /// `GET /approvals/pending` (admin): expires pending requests older than [`APPROVAL_TTL`]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::views::rfc3339;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list};
 use crate::extract::{INVALID_BODY, JsonBody, WorkspacePath};
 use crate::state::AppState;
 
@@ -106,10 +106,7 @@ pub(crate) async fn list(
     if rows.is_empty() {
         return Err(ApiError::not_found("no checkpoints found for workflow"));
     }
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(item).collect()),
-    ))
+    Ok(ok_list(&rows, item))
 }
 
 /// `GET /workspaces/:id/checkpoints/latest`: the most recently completed step.

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::body;
 use super::views::rfc3339;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json, status_body};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list, status_body};
 use crate::extract::{INVALID_WORKSPACE_ID, JsonBody, Query, WorkspacePath, non_empty};
 use crate::state::AppState;
 
@@ -105,10 +105,7 @@ pub(crate) async fn list(
         }
     }
     .or_internal("query failed")?;
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(item).collect()),
-    ))
+    Ok(ok_list(&rows, item))
 }
 
 /// `POST /instructions` (admin) `{scope, title, content, scope_target?, priority?}` → 201

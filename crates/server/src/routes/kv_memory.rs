@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
 use super::views::rfc3339;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json, status_body};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list, status_body};
 use crate::extract::{JsonBody, WorkspacePath};
 use crate::state::AppState;
 
@@ -52,10 +52,7 @@ pub(crate) async fn list(
         .list(id)
         .await
         .or_internal("query failed")?;
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(item).collect()),
-    ))
+    Ok(ok_list(&rows, item))
 }
 
 /// `GET /workspaces/:id/memory/:key`; missing or expired → 404 `key not found`.

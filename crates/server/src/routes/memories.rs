@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::views::rfc3339;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json, status_body};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list, status_body};
 use crate::extract::{INVALID_BODY, JsonBody, Query, WorkspacePath, non_empty};
 use crate::state::AppState;
 
@@ -134,10 +134,7 @@ pub(crate) async fn recall(
         .recall(id, ws.parent_id, &filter)
         .await
         .or_internal("search failed")?;
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(item).collect()),
-    ))
+    Ok(ok_list(&rows, item))
 }
 
 /// `DELETE /workspaces/:id/memories/:memoryId`: only the owner's rows; anything else (another

@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::auth;
-use crate::error::{ApiError, ApiResult, OrInternal, ok_json, status_body};
+use crate::error::{ApiError, ApiResult, OrInternal, ok_json, ok_list, status_body};
 use crate::extract::{JsonBody, Query, WorkspacePath, flag};
 use crate::scheduler::cron::{self, CronError};
 use crate::scheduler::health;
@@ -104,10 +104,7 @@ pub(crate) async fn list(
         .list(id)
         .await
         .or_internal("failed to query schedules")?;
-    Ok(ok_json(
-        StatusCode::OK,
-        Value::Array(rows.iter().map(view).collect()),
-    ))
+    Ok(ok_list(&rows, view))
 }
 
 /// `POST /workspaces/:id/schedules` `{name?, cron_expr, timezone?, prompt, enabled?}` → 201

@@ -26,7 +26,7 @@ pub(crate) struct Server {
 }
 
 /// A command for the binary in `cwd` with no inherited configuration.
-fn command(cwd: &Path) -> Command {
+pub(crate) fn command(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_molecule-server"));
     cmd.current_dir(cwd)
         .env_remove("DATABASE_URL")

@@ -2,83 +2,24 @@
 //! run fires exactly once across them, counted at a real agent.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::binary::{self, Server};
 use crate::common::agent::TestAgent;
 use molecule_store::NewSchedule;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-/// How long a start-up may take before the test gives up (a bound, not a synchronisation).
-const STARTUP: Duration = Duration::from_secs(60);
-
-/// A running server process, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    _lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the binary in dev mode on `url`, polling for due runs every second, and waits for
 /// its "listening on" line.
 fn start(url: &str, dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_molecule-server"))
-        .current_dir(dir)
-        .env_remove("ADMIN_TOKEN")
-        .env_remove("MOLECULE_DATA_DIR")
-        .env_remove("MOLECULE_HOST")
-        .env_remove("PORT")
-        .env("DATABASE_URL", url)
+    let mut cmd = binary::command(dir);
+    cmd.env("DATABASE_URL", url)
         .env("MOLECULE_ENV", "development")
-        .env("MOLECULE_BACKEND", "none")
         .env("MOLECULE_SCHEDULER_POLL_SECONDS", "1")
-        .env("RUST_LOG", "info")
-        .args(["--port", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn molecule-server");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // Owned by a `Server` from here, so a failed start kills and reaps the process too.
-    let mut server = Server {
-        child,
-        base: String::new(),
-        _lines: rx,
-    };
-    let deadline = std::time::Instant::now() + STARTUP;
-    let mut log = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = server
-            ._lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", log.join("\n")));
-        if let Some(i) = line.find("listening on http://") {
-            server.base = line[i + "listening on ".len()..].trim().to_owned();
-            return server;
-        }
-        log.push(line);
-    }
+        .args(["--port", "0"]);
+    Server::start(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,8 @@ pub fn run() -> anyhow::Result<()> {
     step("cargo deny", || deny(&root))?;
     step("echo agent image", docker_image)?;
     step("moto_server (local EC2 API)", moto)?;
-    step("a2a-sdk (Python A2A SDK)", || a2a_sdk(&root))?;
+    step("a2a-sdk (Python A2A SDK)", || python_pins(&root, "a2a_sdk"))?;
+    step("mcp (Python MCP SDK)", || python_pins(&root, "mcp_sdk"))?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
@@ -117,11 +118,13 @@ fn moto() -> anyhow::Result<()> {
     )
 }
 
-/// The A2A conformance tests (`crates/server/tests/integration/a2a/sdk.rs`) run the real
-/// Python A2A SDK: its pins (`crates/server/tests/a2a_sdk/requirements.txt`) are installed from
-/// PyPI into `python3` when `check.py` beside them finds one missing or at another version.
-fn a2a_sdk(root: &Path) -> anyhow::Result<()> {
-    let dir = root.join("crates/server/tests/a2a_sdk");
+/// The tests that drive the server with a real Python SDK (the A2A conformance tests,
+/// `crates/server/tests/integration/a2a/sdk.rs`, with `tests/a2a_sdk`; the MCP bridge tests,
+/// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`): the pins of
+/// `crates/server/tests/<dir>/requirements.txt` are installed from PyPI into `python3` when
+/// `check.py` beside them finds one missing or at another version.
+fn python_pins(root: &Path, name: &str) -> anyhow::Result<()> {
+    let dir = root.join("crates/server/tests").join(name);
     let check = || {
         Command::new("python3")
             .arg(dir.join("check.py"))
@@ -134,7 +137,7 @@ fn a2a_sdk(root: &Path) -> anyhow::Result<()> {
     if out.status.success() {
         return Ok(());
     }
-    println!("installing the a2a-sdk pins from PyPI");
+    println!("installing the {name} pins from PyPI");
     run_in(
         root,
         Command::new("python3")
@@ -145,7 +148,7 @@ fn a2a_sdk(root: &Path) -> anyhow::Result<()> {
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
-        bail!("the a2a-sdk pins are still not importable after pip install");
+        bail!("the {name} pins are still not importable after pip install");
     }
     Ok(())
 }

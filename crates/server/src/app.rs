@@ -13,8 +13,8 @@ use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
     a2a, activity, admin, agents, approvals, canvas, checkpoints, discovery, events, instructions,
-    kv_memory, memories, memory_backup, observe, org_tokens, registry, schedules, secrets, system,
-    team, tokens, workspaces,
+    kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry, schedules, secrets,
+    system, team, tokens, workspaces,
 };
 use crate::state::AppState;
 
@@ -177,6 +177,8 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/admin/schedules/health", Admin => schedules::admin_health),
     route!(POST "/workspaces/{id}/memories", Workspace => memories::commit),
     route!(GET "/workspaces/{id}/memories", Workspace => memories::recall),
+    route!(POST "/workspaces/{id}/mcp", Workspace => mcp::post),
+    route!(GET "/workspaces/{id}/mcp/stream", Workspace => mcp::stream),
     route!(DELETE "/workspaces/{id}/memories/{memory_id}", Workspace => memories::delete),
     route!(GET "/workspaces/{id}/memory", Workspace => kv_memory::list),
     route!(GET "/workspaces/{id}/memory/{key}", Workspace => kv_memory::get),

@@ -12,11 +12,16 @@ use crate::lifecycle::{Lifecycle, sweeps};
 use crate::middleware::rate_limit;
 use crate::state::AppState;
 
-/// Starts the loops: `rate-limit-janitor`, `liveness-monitor`, `health-sweep`,
+/// Starts the loops: `rate-limit-janitor`, `mcp-rate-limit-janitor`, `liveness-monitor`, `health-sweep`,
 /// `a2a-queue-sweep`, `orphan-sweeper`, `hibernation-monitor`, `provision-timeout-sweep` and
 /// `scheduler` (`crate::scheduler`).
 pub fn spawn_all(state: &AppState, config: &Config) {
-    rate_limit::spawn_janitor(&state.rate_limiter, &state.supervisor);
+    rate_limit::spawn_janitor("rate-limit-janitor", &state.rate_limiter, &state.supervisor);
+    rate_limit::spawn_janitor(
+        "mcp-rate-limit-janitor",
+        &state.mcp_limiter,
+        &state.supervisor,
+    );
     let ttl = seconds(config.liveness_ttl_seconds);
     let timeout = seconds(config.provision_timeout_seconds);
     sweep(

@@ -41,6 +41,8 @@ pub struct AppState {
     pub rate_limiter: RateLimiter<IpAddr>,
     /// The org-token mint limiter: [`ORG_MINT_LIMIT`] per hour and client IP.
     pub org_mint_limiter: RateLimiter<IpAddr>,
+    /// The MCP limiter (RL-MCP): [`MCP_LIMIT`] per minute and bearer (its hex SHA-256).
+    pub mcp_limiter: RateLimiter<String>,
     /// The A2A proxy, queue and delegations.
     pub a2a: molecule_a2a::Proxy,
     /// Langfuse, when configured (`GET …/traces`).
@@ -57,6 +59,10 @@ pub struct AppState {
 pub const ORG_MINT_LIMIT: u32 = 10;
 /// The org-token mint limiter's window.
 pub const ORG_MINT_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// MCP requests one bearer may make per [`MCP_WINDOW`].
+pub const MCP_LIMIT: u32 = 120;
+/// The MCP limiter's window.
+pub const MCP_WINDOW: Duration = Duration::from_secs(60);
 
 impl AppState {
     /// State over an opened store, with no backend and the default [`HttpSettings`].
@@ -103,6 +109,7 @@ impl AppState {
             configs_dir: None,
             rate_limiter: RateLimiter::new(http.rate_limit, http.rate_window),
             org_mint_limiter: RateLimiter::new(ORG_MINT_LIMIT, ORG_MINT_WINDOW),
+            mcp_limiter: RateLimiter::new(MCP_LIMIT, MCP_WINDOW),
             http: Arc::new(http),
             metrics: Metrics::new(),
             supervisor: Supervisor::new(),

@@ -194,10 +194,13 @@ pub async fn global(
     response
 }
 
-/// Starts the janitor that drops old buckets of the global limiter.
-pub fn spawn_janitor(limiter: &RateLimiter, supervisor: &Supervisor) {
+/// Starts the janitor `name` that drops old buckets of `limiter`.
+pub fn spawn_janitor<K>(name: &'static str, limiter: &RateLimiter<K>, supervisor: &Supervisor)
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
     let limiter = limiter.clone();
-    supervisor.spawn_loop("rate-limit-janitor", JANITOR_EVERY, move || {
+    supervisor.spawn_loop(name, JANITOR_EVERY, move || {
         let limiter = limiter.clone();
         async move { limiter.sweep_at(Instant::now(), JANITOR_MAX_AGE) }
     });

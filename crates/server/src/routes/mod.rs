@@ -11,6 +11,7 @@ pub(crate) mod discovery;
 pub(crate) mod events;
 pub(crate) mod instructions;
 pub(crate) mod kv_memory;
+pub(crate) mod mcp;
 pub(crate) mod memories;
 pub(crate) mod memory_backup;
 pub(crate) mod observe;

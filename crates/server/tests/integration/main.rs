@@ -21,6 +21,7 @@ mod docker_unreachable;
 mod ec2_lifecycle;
 mod events;
 mod http_limits;
+mod mcp;
 mod memories;
 mod observability;
 mod pipeline;

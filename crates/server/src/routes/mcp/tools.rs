@@ -1,0 +1,267 @@
+//! The bridge's tools, called as workspace `:id`: each runs on the store and services the
+//! HTTP routes use (never our own HTTP API) and answers one text block.
+
+use molecule_domain::WorkspaceId;
+use molecule_domain::memory::{self, MemoryScope};
+use molecule_store::{NewMemory, RecallFilter, Workspace};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::routes::views::rfc3339;
+use crate::state::AppState;
+
+/// The longest `recall_memory` query, in bytes.
+const QUERY_MAX_BYTES: usize = 1024;
+
+/// Why a tool call did nothing.
+#[derive(Debug)]
+pub(super) enum ToolError {
+    /// The arguments are not what the tool's schema says (-32602).
+    Params(String),
+    /// The tool refused or failed, with its message (-32000).
+    Failed(String),
+}
+
+fn failed(message: impl Into<String>) -> ToolError {
+    ToolError::Failed(message.into())
+}
+
+/// Whether `send_message_to_user` is offered (env, read on every request).
+pub(super) fn send_message_allowed() -> bool {
+    std::env::var("MOLECULE_MCP_ALLOW_SEND_MESSAGE").is_ok_and(|v| v == "true")
+}
+
+fn string(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "description": description,
+        "inputSchema": {"type": "object", "properties": properties, "required": required},
+    })
+}
+
+/// The `tools/list` entries, in the spec's order.
+pub(super) fn list(_send_message: bool) -> Vec<Value> {
+    vec![
+        tool(
+            "list_peers",
+            "List the workspaces this one may talk to: its siblings, children and parent.",
+            json!({}),
+            &[],
+        ),
+        tool(
+            "get_workspace_info",
+            "This workspace's id, name, role, tier, status and parent.",
+            json!({}),
+            &[],
+        ),
+        tool(
+            "commit_memory",
+            "Store a memory. LOCAL is private to this workspace, TEAM is shared with its \
+             siblings; GLOBAL scope is blocked on this bridge. Secrets are redacted.",
+            json!({
+                "content": string("The text to remember."),
+                "scope": {"type": "string", "enum": ["LOCAL", "TEAM"],
+                          "description": "LOCAL (default) or TEAM; GLOBAL is blocked."},
+            }),
+            &["content"],
+        ),
+        tool(
+            "recall_memory",
+            "Search memories this workspace may see, best match first (at most 50). GLOBAL \
+             scope is blocked on this bridge.",
+            json!({
+                "query": string("Text to search for; empty lists the newest."),
+                "scope": {"type": "string", "enum": ["LOCAL", "TEAM", ""],
+                          "description": "LOCAL, TEAM, or empty for both; GLOBAL is blocked."},
+            }),
+            &[],
+        ),
+    ]
+}
+
+/// Runs tool `name` for workspace `id` with `arguments`.
+pub(super) async fn call(
+    state: &AppState,
+    id: WorkspaceId,
+    name: &str,
+    arguments: Value,
+) -> Result<String, ToolError> {
+    if !arguments.is_object() {
+        return Err(ToolError::Params(String::from(
+            "arguments must be an object",
+        )));
+    }
+    match name {
+        "list_peers" => list_peers(state, id).await,
+        "get_workspace_info" => workspace_info(state, id).await,
+        "commit_memory" => commit_memory(state, id, args(arguments)?).await,
+        "recall_memory" => recall_memory(state, id, args(arguments)?).await,
+        other => Err(failed(format!("unknown tool: {other}"))),
+    }
+}
+
+fn args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+    serde_json::from_value(arguments).map_err(|e| ToolError::Params(e.to_string()))
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}
+
+async fn live(state: &AppState, id: WorkspaceId) -> Result<Workspace, ToolError> {
+    state
+        .store
+        .workspaces()
+        .get(id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, workspace = %id, "mcp: workspace lookup failed");
+            failed("lookup failed")
+        })?
+        .filter(|w| !w.status.is_removed())
+        .ok_or_else(|| failed("workspace not found"))
+}
+
+async fn list_peers(state: &AppState, id: WorkspaceId) -> Result<String, ToolError> {
+    let all = state.store.workspaces().list().await.map_err(|e| {
+        tracing::warn!(error = %e, workspace = %id, "mcp: peer lookup failed");
+        failed("lookup failed")
+    })?;
+    let me = all
+        .iter()
+        .find(|w| w.id == id)
+        .ok_or_else(|| failed("workspace not found"))?;
+    let siblings = all
+        .iter()
+        .filter(|w| w.id != id && w.parent_id == me.parent_id);
+    let children = all.iter().filter(|w| w.parent_id == Some(id));
+    let parent = all.iter().filter(|w| Some(w.id) == me.parent_id);
+    let peers: Vec<Value> = siblings
+        .chain(children)
+        .chain(parent)
+        .map(|w| json!({"id": w.id, "name": w.name, "role": w.role, "status": w.status, "tier": w.tier}))
+        .collect();
+    if peers.is_empty() {
+        return Ok(String::from("No peers found."));
+    }
+    Ok(pretty(&Value::Array(peers)))
+}
+
+async fn workspace_info(state: &AppState, id: WorkspaceId) -> Result<String, ToolError> {
+    let w = live(state, id).await?;
+    let mut info =
+        json!({"id": w.id, "name": w.name, "role": w.role, "tier": w.tier, "status": w.status});
+    if let Some(parent) = w.parent_id {
+        info["parent_id"] = json!(parent);
+    }
+    Ok(pretty(&info))
+}
+
+#[derive(Deserialize)]
+struct CommitArgs {
+    content: Option<String>,
+    scope: Option<String>,
+}
+
+async fn commit_memory(
+    state: &AppState,
+    id: WorkspaceId,
+    a: CommitArgs,
+) -> Result<String, ToolError> {
+    let content = a
+        .content
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| failed("content is required"))?;
+    let scope = match a.scope.as_deref().unwrap_or("LOCAL") {
+        "" | "LOCAL" => MemoryScope::Local,
+        "TEAM" => MemoryScope::Team,
+        "GLOBAL" => {
+            return Err(failed(
+                "GLOBAL scope is not permitted via the MCP bridge — use LOCAL or TEAM",
+            ));
+        }
+        _ => return Err(failed("scope must be LOCAL or TEAM")),
+    };
+    memory::check_content(&content).map_err(|e| failed(e.to_string()))?;
+    let ws = live(state, id).await?;
+    memory::check_write(scope, ws.parent_id).map_err(|e| failed(e.to_string()))?;
+    let committed = state
+        .store
+        .memories()
+        .commit(&NewMemory {
+            workspace_id: id,
+            content,
+            scope,
+            namespace: String::from(memory::DEFAULT_NAMESPACE),
+            created_at: None,
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, workspace = %id, "mcp: memory commit failed");
+            failed("failed to save memory")
+        })?;
+    if !committed.redacted.is_empty() {
+        tracing::info!(workspace = %id, labels = ?committed.redacted, "mcp memory: secrets redacted");
+    }
+    Ok(json!({"id": committed.memory.id, "scope": scope}).to_string())
+}
+
+#[derive(Deserialize)]
+struct RecallArgs {
+    query: Option<String>,
+    scope: Option<String>,
+}
+
+async fn recall_memory(
+    state: &AppState,
+    id: WorkspaceId,
+    a: RecallArgs,
+) -> Result<String, ToolError> {
+    let scope = match a.scope.as_deref().unwrap_or("") {
+        "" => None,
+        "LOCAL" => Some(MemoryScope::Local),
+        "TEAM" => Some(MemoryScope::Team),
+        "GLOBAL" => {
+            return Err(failed(
+                "GLOBAL scope is not permitted via the MCP bridge — use LOCAL, TEAM, or empty",
+            ));
+        }
+        _ => return Err(failed("scope must be LOCAL, TEAM, or empty")),
+    };
+    let query = a
+        .query
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    if query.as_ref().is_some_and(|q| q.len() > QUERY_MAX_BYTES) {
+        return Err(failed(format!("query must be <= {QUERY_MAX_BYTES} bytes")));
+    }
+    let ws = live(state, id).await?;
+    let filter = RecallFilter {
+        scope,
+        query,
+        namespace: None,
+        limit: memory::RECALL_MAX,
+    };
+    let rows = state
+        .store
+        .memories()
+        .recall(id, ws.parent_id, &filter)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, workspace = %id, "mcp: memory recall failed");
+            failed("recall failed")
+        })?;
+    if rows.is_empty() {
+        return Ok(String::from("No memories found."));
+    }
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|m| json!({"id": m.id, "content": m.read_content(), "scope": m.scope, "created_at": rfc3339(m.created_at)}))
+        .collect();
+    Ok(pretty(&Value::Array(items)))
+}

@@ -43,6 +43,9 @@ pub struct AppState {
     pub org_mint_limiter: RateLimiter<IpAddr>,
     /// The MCP limiter (RL-MCP): [`MCP_LIMIT`] per minute and bearer (its hex SHA-256).
     pub mcp_limiter: RateLimiter<String>,
+    /// Whether the MCP bridge offers `send_message_to_user`; `None` (the default) reads
+    /// `MOLECULE_MCP_ALLOW_SEND_MESSAGE == "true"` on every request.
+    pub mcp_allow_send_message: Option<bool>,
     /// The A2A proxy, queue and delegations.
     pub a2a: molecule_a2a::Proxy,
     /// Langfuse, when configured (`GET …/traces`).
@@ -110,6 +113,7 @@ impl AppState {
             rate_limiter: RateLimiter::new(http.rate_limit, http.rate_window),
             org_mint_limiter: RateLimiter::new(ORG_MINT_LIMIT, ORG_MINT_WINDOW),
             mcp_limiter: RateLimiter::new(MCP_LIMIT, MCP_WINDOW),
+            mcp_allow_send_message: None,
             http: Arc::new(http),
             metrics: Metrics::new(),
             supervisor: Supervisor::new(),

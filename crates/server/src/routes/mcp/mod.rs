@@ -3,6 +3,7 @@
 //! (`GET /workspaces/:id/mcp/stream`). Both run after the workspace guard and the MCP limiter
 //! (RL-MCP: 120 requests per 60 s per bearer). The tools call the store and services directly.
 
+mod delegation;
 mod rpc;
 mod tools;
 

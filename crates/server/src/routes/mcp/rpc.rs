@@ -69,7 +69,7 @@ pub(super) async fn handle(state: &AppState, id: WorkspaceId, body: &[u8]) -> Re
         }
         "tools/list" => result(
             &rpc_id,
-            json!({ "tools": tools::list(tools::send_message_allowed()) }),
+            json!({ "tools": tools::list(tools::send_message_allowed(state)) }),
         ),
         "tools/call" => {
             let call: CallParams = match serde_json::from_value(params) {

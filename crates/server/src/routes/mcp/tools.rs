@@ -1,16 +1,19 @@
 //! The bridge's tools, called as workspace `:id`: each runs on the store and services the
 //! HTTP routes use (never our own HTTP API) and answers one text block.
 
-use molecule_domain::WorkspaceId;
 use molecule_domain::memory::{self, MemoryScope};
+use molecule_domain::{EventType, WorkspaceId};
 use molecule_store::{NewMemory, RecallFilter, Workspace};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::delegation;
 use crate::routes::views::rfc3339;
 use crate::state::AppState;
 
+/// The longest `send_message_to_user` message, in bytes.
+const MESSAGE_MAX_BYTES: usize = 64 * 1024;
 /// The longest `recall_memory` query, in bytes.
 const QUERY_MAX_BYTES: usize = 1024;
 
@@ -27,9 +30,17 @@ fn failed(message: impl Into<String>) -> ToolError {
     ToolError::Failed(message.into())
 }
 
-/// Whether `send_message_to_user` is offered (env, read on every request).
-pub(super) fn send_message_allowed() -> bool {
-    std::env::var("MOLECULE_MCP_ALLOW_SEND_MESSAGE").is_ok_and(|v| v == "true")
+/// Whether `send_message_to_user` is offered: the state's setting, else the env (read on
+/// every request).
+pub(super) fn send_message_allowed(state: &AppState) -> bool {
+    state.mcp_allow_send_message.unwrap_or_else(|| {
+        std::env::var("MOLECULE_MCP_ALLOW_SEND_MESSAGE").is_ok_and(|v| v == "true")
+    })
+}
+
+/// The peer property of the delegation tools.
+fn target_property() -> Value {
+    string("The target workspace's id, as `list_peers` gives it.")
 }
 
 fn string(description: &str) -> Value {
@@ -45,8 +56,29 @@ fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> 
 }
 
 /// The `tools/list` entries, in the spec's order.
-pub(super) fn list(_send_message: bool) -> Vec<Value> {
-    vec![
+pub(super) fn list(send_message: bool) -> Vec<Value> {
+    let mut tools = vec![
+        tool(
+            "delegate_task",
+            "Send a task to a peer workspace (from `list_peers`) and wait for its reply text \
+             (up to 30 s).",
+            json!({"workspace_id": target_property(), "task": string("What the peer should do.")}),
+            &["workspace_id", "task"],
+        ),
+        tool(
+            "delegate_task_async",
+            "Send a task to a peer workspace (from `list_peers`) without waiting; answers a \
+             task_id for `check_task_status`.",
+            json!({"workspace_id": target_property(), "task": string("What the peer should do.")}),
+            &["workspace_id", "task"],
+        ),
+        tool(
+            "check_task_status",
+            "The status (and result, once done) of a task started with `delegate_task_async`.",
+            json!({"workspace_id": target_property(),
+                   "task_id": string("The task_id `delegate_task_async` answered.")}),
+            &["workspace_id", "task_id"],
+        ),
         tool(
             "list_peers",
             "List the workspaces this one may talk to: its siblings, children and parent.",
@@ -58,6 +90,12 @@ pub(super) fn list(_send_message: bool) -> Vec<Value> {
             "This workspace's id, name, role, tier, status and parent.",
             json!({}),
             &[],
+        ),
+        tool(
+            "send_message_to_user",
+            "Push a chat message to the user watching this workspace on the canvas.",
+            json!({"message": string("The message text.")}),
+            &["message"],
         ),
         tool(
             "commit_memory",
@@ -81,7 +119,11 @@ pub(super) fn list(_send_message: bool) -> Vec<Value> {
             }),
             &[],
         ),
-    ]
+    ];
+    if !send_message {
+        tools.retain(|t| t["name"] != "send_message_to_user");
+    }
+    tools
 }
 
 /// Runs tool `name` for workspace `id` with `arguments`.
@@ -97,6 +139,25 @@ pub(super) async fn call(
         )));
     }
     match name {
+        "delegate_task" => {
+            let a: DelegateArgs = args(arguments)?;
+            delegation::delegate(state, id, a.workspace_id.as_deref(), a.task.as_deref())
+                .await
+                .map_err(failed)
+        }
+        "delegate_task_async" => {
+            let a: DelegateArgs = args(arguments)?;
+            delegation::delegate_async(state, id, a.workspace_id.as_deref(), a.task.as_deref())
+                .await
+                .map_err(failed)
+        }
+        "check_task_status" => {
+            let a: StatusArgs = args(arguments)?;
+            delegation::status(state, id, a.workspace_id.as_deref(), a.task_id.as_deref())
+                .await
+                .map_err(failed)
+        }
+        "send_message_to_user" => send_message(state, id, args(arguments)?).await,
         "list_peers" => list_peers(state, id).await,
         "get_workspace_info" => workspace_info(state, id).await,
         "commit_memory" => commit_memory(state, id, args(arguments)?).await,
@@ -264,4 +325,49 @@ async fn recall_memory(
         .map(|m| json!({"id": m.id, "content": m.read_content(), "scope": m.scope, "created_at": rfc3339(m.created_at)}))
         .collect();
     Ok(pretty(&Value::Array(items)))
+}
+
+#[derive(Deserialize)]
+struct DelegateArgs {
+    workspace_id: Option<String>,
+    task: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StatusArgs {
+    workspace_id: Option<String>,
+    task_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageArgs {
+    message: Option<String>,
+}
+
+async fn send_message(
+    state: &AppState,
+    id: WorkspaceId,
+    a: MessageArgs,
+) -> Result<String, ToolError> {
+    let message = a
+        .message
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| failed("message is required"))?;
+    if !send_message_allowed(state) {
+        return Err(failed(
+            "send_message_to_user is not enabled on this MCP bridge (set MOLECULE_MCP_ALLOW_SEND_MESSAGE=true)",
+        ));
+    }
+    if message.len() > MESSAGE_MAX_BYTES {
+        return Err(failed(format!(
+            "message must be <= {MESSAGE_MAX_BYTES} bytes"
+        )));
+    }
+    let ws = live(state, id).await?;
+    let payload = json!({"message": message, "workspace_id": id, "name": ws.name});
+    state
+        .events
+        .emit(EventType::AgentMessage, Some(id), payload)
+        .await;
+    Ok(String::from("Message sent."))
 }

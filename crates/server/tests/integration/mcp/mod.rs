@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 use crate::common::{Options, TestServer};
 
+mod delegation;
+
 on_both_backends!(
     sdk_client_calls_every_tool,
     bad_calls_do_nothing,
@@ -37,7 +39,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Runs `client.py` with `plan` on stdin; answers its report.
-async fn sdk_client(plan: Value) -> Value {
+pub(super) async fn sdk_client(plan: Value) -> Value {
     tokio::task::spawn_blocking(move || {
         let check = Command::new("python3")
             .arg(script("check.py"))
@@ -74,7 +76,7 @@ async fn sdk_client(plan: Value) -> Value {
     .unwrap()
 }
 
-async fn server(db: TestStore) -> TestServer {
+pub(super) async fn server(db: TestStore) -> TestServer {
     TestServer::start(
         db,
         Options {
@@ -86,7 +88,7 @@ async fn server(db: TestStore) -> TestServer {
 }
 
 /// A workspace (under `parent`) and its own token.
-async fn workspace(
+pub(super) async fn workspace(
     s: &TestServer,
     name: &str,
     parent: Option<WorkspaceId>,
@@ -96,17 +98,17 @@ async fn workspace(
     (id, token)
 }
 
-fn plan(s: &TestServer, id: WorkspaceId, token: &str, calls: Value) -> Value {
+pub(super) fn plan(s: &TestServer, id: WorkspaceId, token: &str, calls: Value) -> Value {
     json!({"url": format!("{}/workspaces/{id}/mcp", s.base), "token": token, "calls": calls})
 }
 
-fn text(call: &Value) -> &str {
+pub(super) fn text(call: &Value) -> &str {
     call["text"]
         .as_str()
         .unwrap_or_else(|| panic!("not a text result: {call}"))
 }
 
-fn error(call: &Value, code: i64) -> &str {
+pub(super) fn error(call: &Value, code: i64) -> &str {
     assert_eq!(call["error"]["code"], code, "{call}");
     call["error"]["message"].as_str().unwrap()
 }
@@ -152,6 +154,9 @@ async fn sdk_client_calls_every_tool(db: TestStore) {
     assert_eq!(
         names,
         [
+            "delegate_task",
+            "delegate_task_async",
+            "check_task_status",
             "list_peers",
             "get_workspace_info",
             "commit_memory",
@@ -228,6 +233,11 @@ async fn bad_calls_do_nothing(db: TestStore) {
         {"name": "commit_memory", "arguments": {"content": big}},
         {"name": "recall_memory", "arguments": {"scope": "GLOBAL"}},
         {"name": "recall_memory", "arguments": {"query": ["a"]}},
+        {"name": "send_message_to_user", "arguments": {"message": "hi"}},
+        {"name": "send_message_to_user", "arguments": {}},
+        {"name": "delegate_task", "arguments": {"task": "x"}},
+        {"name": "delegate_task", "arguments": {"workspace_id": "x"}},
+        {"name": "check_task_status", "arguments": {"workspace_id": 3, "task_id": "t"}},
     ]);
     let report = sdk_client(plan(&s, me, &token, calls)).await;
     let calls = report["calls"].as_array().unwrap();
@@ -245,6 +255,14 @@ async fn bad_calls_do_nothing(db: TestStore) {
         "GLOBAL scope is not permitted via the MCP bridge — use LOCAL, TEAM, or empty"
     );
     assert!(error(&calls[7], -32602).starts_with("invalid params: "));
+    assert_eq!(
+        error(&calls[8], -32000),
+        "send_message_to_user is not enabled on this MCP bridge (set MOLECULE_MCP_ALLOW_SEND_MESSAGE=true)"
+    );
+    assert_eq!(error(&calls[9], -32000), "message is required");
+    assert_eq!(error(&calls[10], -32000), "workspace_id is required");
+    assert_eq!(error(&calls[11], -32000), "task is required");
+    assert!(error(&calls[12], -32602).starts_with("invalid params: "));
     assert_eq!(memory_count(&s, me).await, 0);
 
     // Another workspace's token is refused before anything runs.

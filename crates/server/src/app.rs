@@ -12,9 +12,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
-    a2a, activity, admin, agents, approvals, canvas, checkpoints, discovery, events, instructions,
-    kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry, schedules, secrets,
-    system, team, tokens, workspaces,
+    a2a, activity, admin, agents, approvals, artifacts, canvas, checkpoints, discovery, events,
+    instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry,
+    schedules, secrets, system, team, tokens, workspaces,
 };
 use crate::state::AppState;
 
@@ -179,6 +179,10 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/workspaces/{id}/memories", Workspace => memories::recall),
     route!(POST "/workspaces/{id}/mcp", Workspace => mcp::post),
     route!(GET "/workspaces/{id}/mcp/stream", Workspace => mcp::stream),
+    route!(POST "/workspaces/{id}/artifacts", Workspace => artifacts::link),
+    route!(GET "/workspaces/{id}/artifacts", Workspace => artifacts::get),
+    route!(POST "/workspaces/{id}/artifacts/fork", Workspace => artifacts::fork),
+    route!(POST "/workspaces/{id}/artifacts/token", Workspace => artifacts::token),
     route!(DELETE "/workspaces/{id}/memories/{memory_id}", Workspace => memories::delete),
     route!(GET "/workspaces/{id}/memory", Workspace => kv_memory::list),
     route!(GET "/workspaces/{id}/memory/{key}", Workspace => kv_memory::get),

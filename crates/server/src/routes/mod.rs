@@ -5,6 +5,7 @@ pub(crate) mod activity;
 pub(crate) mod admin;
 pub(crate) mod agents;
 pub(crate) mod approvals;
+pub(crate) mod artifacts;
 pub(crate) mod canvas;
 pub(crate) mod checkpoints;
 pub(crate) mod discovery;

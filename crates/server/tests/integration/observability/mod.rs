@@ -1,8 +1,9 @@
 //! Approvals, the canvas viewport, the workspace config blob, agent records, token usage,
 //! traces, transcript and the audit ledger over real HTTP against the real router, both
-//! databases (`observability.md` §1.6–1.9, §1.14, §1.15, §1.20, §1.21).
+//! databases (`observability.md` §1.6–1.9, §1.14, §1.15, §1.18, §1.20, §1.21).
 
 mod approvals;
+mod artifacts;
 mod ledger;
 mod records;
 mod traces;

@@ -122,12 +122,13 @@ fn moto() -> anyhow::Result<()> {
 /// `crates/server/tests/integration/a2a/sdk.rs`, with `tests/a2a_sdk`; the MCP bridge tests,
 /// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`): the pins of
 /// `crates/server/tests/<dir>/requirements.txt` are installed from PyPI into `python3` when
-/// `check.py` beside them finds one missing or at another version.
+/// `crates/server/tests/python_pins.py <dir>` finds one missing or at another version.
 fn python_pins(root: &Path, name: &str) -> anyhow::Result<()> {
     let dir = root.join("crates/server/tests").join(name);
     let check = || {
         Command::new("python3")
-            .arg(dir.join("check.py"))
+            .arg(root.join("crates/server/tests/python_pins.py"))
+            .arg(&dir)
             .output()
             .context("cannot run python3")
     };

@@ -47,7 +47,7 @@ async fn output(mut cmd: Command) -> Output {
 /// Fails the test, naming the xtask step, unless python3 has the pinned SDK.
 async fn require_sdk() {
     let mut cmd = Command::new("python3");
-    cmd.arg(script("check.py"));
+    cmd.arg(script("../python_pins.py")).arg(script(""));
     let out = output(cmd).await;
     assert!(
         out.status.success(),

@@ -42,7 +42,8 @@ fn script(name: &str) -> PathBuf {
 pub(super) async fn sdk_client(plan: Value) -> Value {
     tokio::task::spawn_blocking(move || {
         let check = Command::new("python3")
-            .arg(script("check.py"))
+            .arg(script("../python_pins.py"))
+            .arg(script(""))
             .output()
             .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL_HINT}"));
         assert!(

@@ -318,6 +318,19 @@ impl TestServer {
         (id, token)
     }
 
+    /// A workspace created through the API (under `parent`) and the token its start delivered.
+    pub async fn provisioned(
+        &self,
+        name: &str,
+        parent: Option<WorkspaceId>,
+    ) -> (WorkspaceId, String) {
+        let id = self
+            .create(json!({"name": name, "parent_id": parent}))
+            .await;
+        let token = self.backend().token_of(id).await;
+        (id, token)
+    }
+
     /// A workspace written straight to the store (no provisioning) and a live token of it.
     pub async fn stored_workspace(&self, name: &str) -> (WorkspaceId, String) {
         let store = &self.state.store;

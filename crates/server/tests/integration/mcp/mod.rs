@@ -15,7 +15,7 @@ use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 
-use crate::common::{Options, TestServer};
+use crate::common::TestServer;
 
 mod delegation;
 
@@ -77,28 +77,6 @@ pub(super) async fn sdk_client(plan: Value) -> Value {
     .unwrap()
 }
 
-pub(super) async fn server(db: TestStore) -> TestServer {
-    TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-    )
-    .await
-}
-
-/// A workspace (under `parent`) and its own token.
-pub(super) async fn workspace(
-    s: &TestServer,
-    name: &str,
-    parent: Option<WorkspaceId>,
-) -> (WorkspaceId, String) {
-    let id = s.create(json!({"name": name, "parent_id": parent})).await;
-    let token = s.backend().token_of(id).await;
-    (id, token)
-}
-
 pub(super) fn plan(s: &TestServer, id: WorkspaceId, token: &str, calls: Value) -> Value {
     json!({"url": format!("{}/workspaces/{id}/mcp", s.base), "token": token, "calls": calls})
 }
@@ -131,10 +109,10 @@ async fn memory_count(s: &TestServer, id: WorkspaceId) -> usize {
 }
 
 async fn sdk_client_calls_every_tool(db: TestStore) {
-    let s = server(db).await;
-    let (parent, _) = workspace(&s, "lead", None).await;
-    let (me, token) = workspace(&s, "me", Some(parent)).await;
-    let (sibling, _) = workspace(&s, "sib", Some(parent)).await;
+    let s = TestServer::strict(db).await;
+    let (parent, _) = s.provisioned("lead", None).await;
+    let (me, token) = s.provisioned("me", Some(parent)).await;
+    let (sibling, _) = s.provisioned("sib", Some(parent)).await;
     let calls = json!([
         {"name": "get_workspace_info", "arguments": {}},
         {"name": "list_peers", "arguments": {}},
@@ -213,7 +191,7 @@ async fn sdk_client_calls_every_tool(db: TestStore) {
     assert_eq!(seen[0]["content"], "the deploy key is in vault");
 
     // A lone root has no peers and no memories.
-    let (root, root_token) = workspace(&s, "alone", None).await;
+    let (root, root_token) = s.provisioned("alone", None).await;
     let calls = json!([
         {"name": "recall_memory", "arguments": {}},
     ]);
@@ -222,8 +200,8 @@ async fn sdk_client_calls_every_tool(db: TestStore) {
 }
 
 async fn bad_calls_do_nothing(db: TestStore) {
-    let s = server(db).await;
-    let (me, token) = workspace(&s, "me", None).await;
+    let s = TestServer::strict(db).await;
+    let (me, token) = s.provisioned("me", None).await;
     let big = "x".repeat(100_001);
     let calls = json!([
         {"name": "no_such_tool", "arguments": {}},
@@ -267,7 +245,7 @@ async fn bad_calls_do_nothing(db: TestStore) {
     assert_eq!(memory_count(&s, me).await, 0);
 
     // Another workspace's token is refused before anything runs.
-    let (other, other_token) = workspace(&s, "other", None).await;
+    let (other, other_token) = s.provisioned("other", None).await;
     let (status, reply) = s
         .call(
             "POST",
@@ -289,8 +267,8 @@ async fn rpc(s: &TestServer, id: WorkspaceId, token: &str, body: &str) -> (u16, 
 }
 
 async fn json_rpc_contract_on_the_wire(db: TestStore) {
-    let s = server(db).await;
-    let (me, token) = workspace(&s, "me", None).await;
+    let s = TestServer::strict(db).await;
+    let (me, token) = s.provisioned("me", None).await;
     let (status, reply) = rpc(&s, me, &token, "{not json").await;
     assert_eq!(status, 400);
     assert_eq!(reply["id"], Value::Null);
@@ -364,8 +342,8 @@ async fn json_rpc_contract_on_the_wire(db: TestStore) {
 }
 
 async fn limiter_counts_per_bearer(db: TestStore) {
-    let s = server(db).await;
-    let (me, token) = workspace(&s, "me", None).await;
+    let s = TestServer::strict(db).await;
+    let (me, token) = s.provisioned("me", None).await;
     let url = format!("{}/workspaces/{me}/mcp", s.base);
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     let send = |auth: String| {
@@ -403,8 +381,8 @@ async fn limiter_counts_per_bearer(db: TestStore) {
 }
 
 async fn legacy_stream_names_the_endpoint(db: TestStore) {
-    let s = server(db).await;
-    let (me, token) = workspace(&s, "me", None).await;
+    let s = TestServer::strict(db).await;
+    let (me, token) = s.provisioned("me", None).await;
     let mut resp = s
         .http
         .get(format!("{}/workspaces/{me}/mcp/stream", s.base))

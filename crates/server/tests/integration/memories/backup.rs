@@ -5,15 +5,16 @@ use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 
-use super::{commit, contents, recall, server, workspace};
+use super::{commit, contents, recall};
 use crate::common::ADMIN;
+use crate::common::TestServer;
 
 on_both_backends!(export_wipe_import_round_trip);
 
 async fn export_wipe_import_round_trip(db: TestStore) {
-    let s = server(db).await;
-    let (lead, lead_token) = workspace(&s, "lead", None).await;
-    let (a, a_token) = workspace(&s, "a", Some(lead)).await;
+    let s = TestServer::strict(db).await;
+    let (lead, lead_token) = s.provisioned("lead", None).await;
+    let (a, a_token) = s.provisioned("a", Some(lead)).await;
     commit(
         &s,
         lead,

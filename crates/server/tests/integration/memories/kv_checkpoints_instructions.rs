@@ -2,7 +2,7 @@
 //! the real router, on both databases (`observability.md` §1.11, §1.13, §1.16; invariants
 //! 36, 38, 48).
 
-use crate::common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
@@ -14,30 +14,9 @@ on_both_backends!(
     instructions_crud_and_resolution_order,
 );
 
-async fn server(db: TestStore) -> TestServer {
-    TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-    )
-    .await
-}
-
-async fn workspace(
-    s: &TestServer,
-    name: &str,
-    parent: Option<WorkspaceId>,
-) -> (WorkspaceId, String) {
-    let id = s.create(json!({"name": name, "parent_id": parent})).await;
-    let token = s.backend().token_of(id).await;
-    (id, token)
-}
-
 async fn kv_memory_versions_ttl_and_limits(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
     let path = format!("/workspaces/{a}/memory");
     let set = async |body: Value| s.call("POST", &path, Some(&token), Some(body)).await;
 
@@ -160,8 +139,8 @@ async fn kv_memory_versions_ttl_and_limits(db: TestStore) {
 }
 
 async fn checkpoints_upsert_list_latest_delete(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
     let base = format!("/workspaces/{a}/checkpoints");
     let (status, reply) = s
         .call("GET", &format!("{base}/latest"), Some(&token), None)
@@ -244,7 +223,7 @@ async fn checkpoints_upsert_list_latest_delete(db: TestStore) {
         .await;
     assert_eq!(status, 404);
     // Another workspace's token never reaches them.
-    let (_, other) = workspace(&s, "b", None).await;
+    let (_, other) = s.provisioned("b", None).await;
     let (status, _) = s
         .call("GET", &format!("{base}/latest"), Some(&other), None)
         .await;
@@ -252,10 +231,10 @@ async fn checkpoints_upsert_list_latest_delete(db: TestStore) {
 }
 
 async fn instructions_crud_and_resolution_order(db: TestStore) {
-    let s = server(db).await;
-    let (lead, lead_token) = workspace(&s, "lead", None).await;
-    let (w, w_token) = workspace(&s, "w", Some(lead)).await;
-    let (other, _) = workspace(&s, "other", None).await;
+    let s = TestServer::strict(db).await;
+    let (lead, lead_token) = s.provisioned("lead", None).await;
+    let (w, w_token) = s.provisioned("w", Some(lead)).await;
+    let (other, _) = s.provisioned("other", None).await;
     let create = async |body: Value| {
         let (status, reply) = s
             .call("POST", "/instructions", Some(ADMIN), Some(body))
@@ -418,7 +397,7 @@ async fn instructions_crud_and_resolution_order(db: TestStore) {
         assert_eq!(status, 404);
     }
     // Nothing applies: an empty text.
-    let (fresh, fresh_token) = workspace(&s, "fresh", None).await;
+    let (fresh, fresh_token) = s.provisioned("fresh", None).await;
     let (_, rows) = s
         .call("GET", "/instructions?scope=global", Some(ADMIN), None)
         .await;

@@ -5,7 +5,7 @@
 mod backup;
 mod kv_checkpoints_instructions;
 
-use crate::common::{ADMIN, Options, TestServer};
+use crate::common::{ADMIN, TestServer};
 use molecule_domain::WorkspaceId;
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
@@ -21,28 +21,6 @@ on_both_backends!(
     session_search_includes_memories,
     initial_memories_are_seeded_and_redacted,
 );
-
-pub(super) async fn server(db: TestStore) -> TestServer {
-    TestServer::start(
-        db,
-        Options {
-            backend: true,
-            dev: false,
-        },
-    )
-    .await
-}
-
-/// A workspace (with `parent`) and its own token.
-pub(super) async fn workspace(
-    s: &TestServer,
-    name: &str,
-    parent: Option<WorkspaceId>,
-) -> (WorkspaceId, String) {
-    let id = s.create(json!({"name": name, "parent_id": parent})).await;
-    let token = s.backend().token_of(id).await;
-    (id, token)
-}
 
 pub(super) async fn commit(
     s: &TestServer,
@@ -85,9 +63,9 @@ pub(super) fn contents(items: &[Value]) -> Vec<String> {
 }
 
 async fn commit_recall_and_delete(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
-    let (b, b_token) = workspace(&s, "b", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
+    let (b, b_token) = s.provisioned("b", None).await;
     let (status, reply) = commit(
         &s,
         a,
@@ -178,8 +156,8 @@ async fn commit_recall_and_delete(db: TestStore) {
 }
 
 async fn bad_commits_write_nothing(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
     let cases = [
         (
             json!({"content": "x", "scope": "local"}),
@@ -248,11 +226,11 @@ async fn bad_commits_write_nothing(db: TestStore) {
 }
 
 async fn scopes_follow_the_hierarchy(db: TestStore) {
-    let s = server(db).await;
-    let (lead, lead_token) = workspace(&s, "lead", None).await;
-    let (a, a_token) = workspace(&s, "a", Some(lead)).await;
-    let (b, b_token) = workspace(&s, "b", Some(lead)).await;
-    let (stranger, stranger_token) = workspace(&s, "stranger", None).await;
+    let s = TestServer::strict(db).await;
+    let (lead, lead_token) = s.provisioned("lead", None).await;
+    let (a, a_token) = s.provisioned("a", Some(lead)).await;
+    let (b, b_token) = s.provisioned("b", Some(lead)).await;
+    let (stranger, stranger_token) = s.provisioned("stranger", None).await;
 
     let (status, _) = commit(
         &s,
@@ -358,8 +336,8 @@ async fn scopes_follow_the_hierarchy(db: TestStore) {
 }
 
 async fn every_secret_pattern_is_redacted(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
     let cases = [
         ("OPENAI_API_KEY=sk-1234567890abcdefgh", "[REDACTED:API_KEY]"),
         (
@@ -399,8 +377,8 @@ async fn every_secret_pattern_is_redacted(db: TestStore) {
 }
 
 async fn recall_is_ranked_and_limited(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
     for text in [
         "postgres upgrade went fine",
         "the postgres postgres postgres failover drill: postgres replicas lagged",
@@ -431,9 +409,9 @@ async fn recall_is_ranked_and_limited(db: TestStore) {
 }
 
 async fn session_search_includes_memories(db: TestStore) {
-    let s = server(db).await;
-    let (a, token) = workspace(&s, "a", None).await;
-    let (b, b_token) = workspace(&s, "b", None).await;
+    let s = TestServer::strict(db).await;
+    let (a, token) = s.provisioned("a", None).await;
+    let (b, b_token) = s.provisioned("b", None).await;
     commit(
         &s,
         a,
@@ -489,8 +467,8 @@ async fn session_search_includes_memories(db: TestStore) {
 }
 
 async fn initial_memories_are_seeded_and_redacted(db: TestStore) {
-    let s = server(db).await;
-    let (lead, _) = workspace(&s, "lead", None).await;
+    let s = TestServer::strict(db).await;
+    let (lead, _) = s.provisioned("lead", None).await;
     let id = s
         .create(json!({
             "name": "seeded",

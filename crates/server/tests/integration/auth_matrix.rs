@@ -5,8 +5,8 @@
 //! everything through.
 
 use molecule_server::{Guard, ROUTES, Route};
-use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
+use molecule_store::{PlainToken, on_both_backends};
 use serde_json::json;
 
 use crate::common::{ADMIN, TestServer};
@@ -25,8 +25,9 @@ async fn strict_mode_matrix(db: TestStore) {
     let s = TestServer::strict(db).await;
     let target = s.create(json!({"name": "target"})).await;
     let other = s.create(json!({"name": "other"})).await;
-    let target_token = s.state.store.tokens().issue(target).await.unwrap().token;
-    let other_token = s.state.store.tokens().issue(other).await.unwrap().token;
+    // The tokens their starts carried: a token issued before the start would be rotated by it.
+    let target_token = PlainToken::new(s.backend().token_of(target).await);
+    let other_token = PlainToken::new(s.backend().token_of(other).await);
     let org_token = s
         .state
         .store

@@ -1,8 +1,8 @@
 //! Discovery routes over real HTTP on both databases: who may see whom, and where.
 
 use molecule_domain::WorkspaceId;
-use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
+use molecule_store::{PlainToken, on_both_backends};
 use serde_json::json;
 
 use crate::common::{TestServer, assert_error, assert_json, assert_status};
@@ -24,8 +24,9 @@ async fn discover_peers_and_check_access(db: TestStore) {
     let a1 = s.create(json!({"name": "a1", "parent_id": a})).await;
     let b = s.create(json!({"name": "beta", "parent_id": lead})).await;
     let other = s.create(json!({"name": "other"})).await;
-    let a_token = s.state.store.tokens().issue(a).await.unwrap().token;
-    let a1_token = s.state.store.tokens().issue(a1).await.unwrap().token;
+    // The tokens their starts carried: a token issued before the start would be rotated by it.
+    let a_token = PlainToken::new(s.backend().token_of(a).await);
+    let a1_token = PlainToken::new(s.backend().token_of(a1).await);
     let peers = |id: WorkspaceId| format!("/registry/{id}/peers");
 
     // Peers of a: sibling b, child a1, parent lead — in that order.
@@ -47,7 +48,7 @@ async fn discover_peers_and_check_access(db: TestStore) {
         status, 401,
         "provisioning gave it a token, which it must present"
     );
-    let other_token = s.state.store.tokens().issue(other).await.unwrap().token;
+    let other_token = PlainToken::new(s.backend().token_of(other).await);
     let roots = s.get_as(&peers(other), None, Some(other_token.expose()));
     assert_eq!(assert_status(roots.await, 200)[0]["name"], "lead");
     let (status, _) = s.get_as(&peers(a), None, Some(a1_token.expose())).await;

@@ -17,14 +17,89 @@ pub(crate) enum Db<P, S> {
 }
 
 /// A pool of either backend.
-pub(crate) type Pool = Db<PgPool, SqlitePool>;
+pub(crate) type Pool = Db<PgPool, SqlitePools>;
+
+/// SQLite's pools: one writer connection, and readers that never wait behind it (WAL).
+///
+/// Every write and every transaction goes to the single writer connection, so SQLite's one
+/// write lock is never contended inside the process. A plain read (a statement that starts
+/// with `SELECT`, or a `WITH` that writes nothing) goes to a reader. Read-after-write holds:
+/// a read is its own implicit transaction, begun after the write it follows has committed, so
+/// WAL shows it the committed state (and single-row reads are drained to their end, see
+/// `db_query!`, so no reader keeps an older snapshot open). Readers are opened `query_only`,
+/// so a write routed to one by mistake fails instead of taking the write lock.
+#[derive(Debug, Clone)]
+pub(crate) struct SqlitePools {
+    /// The one connection that writes.
+    pub(crate) write: SqlitePool,
+    /// Read-only connections.
+    pub(crate) read: SqlitePool,
+}
+
+impl SqlitePools {
+    /// The pool a statement belongs on.
+    pub(crate) fn route(&self, sql: &str) -> &SqlitePool {
+        if is_plain_read(sql) {
+            &self.read
+        } else {
+            &self.write
+        }
+    }
+
+    /// Closes both pools.
+    pub(crate) async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Where one SQLite statement runs: a pool routes it by its text, a connection (a
+/// transaction) runs it as it is.
+pub(crate) trait SqliteRoute<'e> {
+    type Executor: sqlx::Executor<'e, Database = sqlx::Sqlite>;
+    fn route(self, sql: &str) -> Self::Executor;
+}
+
+impl<'e> SqliteRoute<'e> for &'e SqlitePools {
+    type Executor = &'e SqlitePool;
+    fn route(self, sql: &str) -> &'e SqlitePool {
+        SqlitePools::route(self, sql)
+    }
+}
+
+impl<'e> SqliteRoute<'e> for &'e mut SqliteConnection {
+    type Executor = &'e mut SqliteConnection;
+    fn route(self, _sql: &str) -> &'e mut SqliteConnection {
+        self
+    }
+}
+
+/// Whether a statement only reads: it starts with `SELECT`, or with `WITH` and names no
+/// writing keyword. Anything else (and anything unsure) is a write.
+pub(crate) fn is_plain_read(sql: &str) -> bool {
+    let text = sql.trim_start();
+    let starts = |word: &str| {
+        text.get(..word.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(word))
+    };
+    if starts("SELECT") {
+        return true;
+    }
+    if !starts("WITH") {
+        return false;
+    }
+    let upper = text.to_ascii_uppercase();
+    !["INSERT", "UPDATE", "DELETE", "REPLACE", "RETURNING"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
 
 /// A transaction of either backend.
 pub(crate) type Tx = Db<Transaction<'static, Postgres>, Transaction<'static, sqlx::Sqlite>>;
 
 impl Pool {
     /// The pool as an executor for [`db_query!`].
-    pub(crate) fn exec(&self) -> Db<&PgPool, &SqlitePool> {
+    pub(crate) fn exec(&self) -> Db<&PgPool, &SqlitePools> {
         match self {
             Db::Postgres(p) => Db::Postgres(p),
             Db::Sqlite(p) => Db::Sqlite(p),
@@ -36,7 +111,7 @@ impl Pool {
     pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Postgres(p) => Db::Postgres(p.begin().await?),
-            Db::Sqlite(p) => Db::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p) => Db::Sqlite(p.write.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 }
@@ -118,7 +193,8 @@ macro_rules! db_query {
             $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
                 $(.bind($arg))* .execute(e).await.map(|r| r.rows_affected()),
             $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
-                $(.bind($arg))* .execute(e).await.map(|r| r.rows_affected()),
+                $(.bind($arg))* .execute($crate::db::SqliteRoute::route(e, sql.sqlite())).await
+                .map(|r| r.rows_affected()),
         }
     }};
     // On SQLite, a result stream dropped before its end can leave the statement un-reset,
@@ -130,7 +206,8 @@ macro_rules! db_query {
             $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
                 $(.bind($arg))* .fetch_optional(e).await,
             $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
-                $(.bind($arg))* .fetch_all(e).await.map(|rows| rows.into_iter().next()),
+                $(.bind($arg))* .fetch_all($crate::db::SqliteRoute::route(e, sql.sqlite())).await
+                .map(|rows| rows.into_iter().next()),
         }
     }};
     ($exec:expr, $kind:ident $(::<$T:ty>)?, $sql:expr $(, $arg:expr)* ; fetch_one) => {{
@@ -139,7 +216,7 @@ macro_rules! db_query {
             $crate::db::Db::Postgres(e) => sqlx::$kind $(::<_, $T>)? (sql.postgres())
                 $(.bind($arg))* .fetch_one(e).await,
             $crate::db::Db::Sqlite(e) => sqlx::$kind $(::<_, $T>)? (sql.sqlite())
-                $(.bind($arg))* .fetch_all(e).await
+                $(.bind($arg))* .fetch_all($crate::db::SqliteRoute::route(e, sql.sqlite())).await
                 .and_then(|rows| rows.into_iter().next().ok_or(sqlx::Error::RowNotFound)),
         }
     }};
@@ -150,7 +227,8 @@ macro_rules! db_query {
                 sqlx::$kind $(::<_, $T>)? (sql.postgres()) $(.bind($arg))* .$method(e).await
             }
             $crate::db::Db::Sqlite(e) => {
-                sqlx::$kind $(::<_, $T>)? (sql.sqlite()) $(.bind($arg))* .$method(e).await
+                sqlx::$kind $(::<_, $T>)? (sql.sqlite()) $(.bind($arg))*
+                    .$method($crate::db::SqliteRoute::route(e, sql.sqlite())).await
             }
         }
     }};
@@ -180,6 +258,9 @@ fn private_sqlite(options: &SqliteConnectOptions) -> Result<(), ConnectError> {
         error,
     })
 }
+
+/// SQLite reader connections (reads run beside the one writer).
+const SQLITE_READERS: u32 = 4;
 
 /// How long one connection attempt may take at start-up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -215,17 +296,26 @@ pub(crate) async fn connect(url: &DatabaseUrl) -> Result<Pool, ConnectError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(CONNECT_TIMEOUT);
-            // One connection: SQLite has one writer anyway, and a second pooled connection can
-            // read from a WAL snapshot older than the last write (a statement sqlx has not reset
-            // yet keeps its read transaction open), which made freshly issued tokens look
-            // revoked. One connection always sees its own writes.
-            SqlitePoolOptions::new()
+            let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
-                .map(Db::Sqlite)
-                .map_err(fail)
+                .map_err(fail)?;
+            // A database private to one connection (`:memory:`) has no readers to share it.
+            if options.get_filename().as_os_str() == ":memory:" {
+                return Ok(Db::Sqlite(SqlitePools {
+                    read: write.clone(),
+                    write,
+                }));
+            }
+            let read = SqlitePoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .acquire_timeout(CONNECT_TIMEOUT)
+                .connect_with(options.pragma("query_only", "ON"))
+                .await
+                .map_err(fail)?;
+            Ok(Db::Sqlite(SqlitePools { write, read }))
         }
     }
 }

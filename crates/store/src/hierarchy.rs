@@ -3,9 +3,7 @@
 use molecule_domain::WorkspaceId;
 
 use crate::StoreError;
-use crate::db::{Pool, Sql};
-use crate::types::DbUuid;
-use crate::workspaces::{Workspaces, ancestor_chain};
+use crate::workspaces::Workspaces;
 
 /// How many ancestors the walk up from a workspace visits at most. A longer chain (or a
 /// corrupt cycle) is cut there, failing closed.
@@ -31,10 +29,10 @@ impl Workspaces<'_> {
         if caller == target {
             return Ok(true);
         }
-        let Some(caller_line) = lineage(self.pool(), caller).await? else {
+        let Some(caller_line) = lineage(self, caller).await? else {
             return Ok(false);
         };
-        let Some(target_line) = lineage(self.pool(), target).await? else {
+        let Some(target_line) = lineage(self, target).await? else {
             return Ok(false);
         };
         Ok(caller_line.parent == target_line.parent
@@ -43,22 +41,24 @@ impl Workspaces<'_> {
     }
 }
 
-/// The parent and ancestors of `id`, or `None` when there is no such row.
-async fn lineage(db: &Pool, id: WorkspaceId) -> Result<Option<Lineage>, StoreError> {
-    let sql = Sql::same("__CHAIN__ SELECT id, parent_id FROM chain ORDER BY depth")
-        .replace("__CHAIN__", &ancestor_chain("$2"));
-    let rows: Vec<(DbUuid, Option<DbUuid>)> = db_query!(
-        db.exec(), query_as::<(DbUuid, Option<DbUuid>)>, sql,
-        DbUuid::from(id),
-        MAX_ANCESTOR_HOPS;
-        fetch_all
-    )?;
-    let mut rows = rows.into_iter();
-    let Some((_, parent)) = rows.next() else {
+/// The parent and ancestors of `id`, or `None` when there is no such row, walked through
+/// the registry cache (a row not cached is read once and kept).
+async fn lineage(ws: &Workspaces<'_>, id: WorkspaceId) -> Result<Option<Lineage>, StoreError> {
+    let Some(own) = ws.routing(id).await? else {
         return Ok(None);
     };
-    Ok(Some(Lineage {
-        parent: parent.map(Into::into),
-        ancestors: rows.map(|(a, _)| a.into()).collect(),
-    }))
+    let parent = own.workspace.parent_id;
+    let mut ancestors = Vec::new();
+    let mut next = parent;
+    while let Some(up) = next {
+        if ancestors.len() >= usize::try_from(MAX_ANCESTOR_HOPS).unwrap_or(32) {
+            break;
+        }
+        let Some(row) = ws.routing(up).await? else {
+            break;
+        };
+        ancestors.push(up);
+        next = row.workspace.parent_id;
+    }
+    Ok(Some(Lineage { parent, ancestors }))
 }

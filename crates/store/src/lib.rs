@@ -31,14 +31,17 @@ mod org_tokens;
 pub mod private;
 mod queue;
 mod redact;
+mod registry;
 mod schedule_runs;
 mod schedules;
 mod secrets;
+mod tasks;
 mod tokens;
 mod types;
 mod url;
 mod usage;
 mod workspaces;
+mod write_behind;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -60,7 +63,6 @@ pub use instructions::{Instruction, InstructionUpdate, Instructions, NewInstruct
 pub use kv::{KvEntry, KvMemory, KvWrite};
 pub use layouts::{Layout, Layouts};
 pub use listen::{EventListener, MAX_NOTIFY_BYTES};
-pub use liveness::Heartbeat;
 pub use memories::{Committed, Memories, Memory, NewMemory, RecallFilter};
 pub use memory_backup::{ExportedMemory, ImportEntry, ImportReport};
 pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken, OrgTokens};
@@ -69,6 +71,7 @@ pub use queue::{
     QueueStatus,
 };
 pub use redact::{Redacted, redact_secrets};
+pub use registry::{CACHE_CHANNEL, DEFAULT_CACHE_TTL};
 pub use schedule_runs::{Claim, RunOutcome, STALE_AFTER_EMPTY_RUNS};
 pub use schedules::{
     CRON_RUN_TYPE, CronRun, NewSchedule, Schedule, ScheduleUpdate, ScheduleWithWorkspace, Schedules,
@@ -78,25 +81,118 @@ pub use tokens::{IssuedToken, PlainToken, TokenInfo, WorkspaceTokens, random_tok
 pub use url::{Backend, DatabaseUrl, prepare_data_dir};
 pub use usage::{DailyUsage, Usage, UsageDelta, day_start};
 pub use workspaces::{
-    NewWorkspace, StatusChange, Transition, Workspace, WorkspaceUpdate, Workspaces,
+    Heartbeat, NewWorkspace, Routing, StatusChange, Transition, Workspace, WorkspaceUpdate,
+    Workspaces,
 };
+pub use write_behind::{ActivityHook, WriteBehindSettings};
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use db::Db;
+use registry::Registry;
+use write_behind::WriteBehind;
 
 /// A handle on the database: cheap to clone, shared by every repository.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: Db<sqlx::PgPool, sqlx::SqlitePool>,
-    key: Option<std::sync::Arc<SecretKey>>,
+    db: db::Pool,
+    key: Option<Arc<SecretKey>>,
+    hot: Arc<Hot>,
+}
+
+/// What the hot paths use instead of a database round trip: the registry cache and the
+/// group-commit writer, with the tasks that keep them.
+#[derive(Debug)]
+pub(crate) struct Hot {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) behind: Arc<WriteBehind>,
+    tasks: tasks::Tasks,
+}
+
+/// How a store caches and batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The group-commit writer's bounds.
+    pub write_behind: WriteBehindSettings,
+    /// How long a cache entry is trusted without reading it again.
+    pub cache_ttl: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            write_behind: WriteBehindSettings::default(),
+            cache_ttl: DEFAULT_CACHE_TTL,
+        }
+    }
 }
 
 impl Store {
     /// Connects to the database, creating a SQLite file (and its directory) if missing, and
     /// applies the migrations.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, ConnectError> {
+        Self::connect_with(url, StoreSettings::default()).await
+    }
+
+    /// [`Store::connect`] with explicit cache and writer settings. Starts the group-commit
+    /// writer and, on PostgreSQL, the cache listener (the cache is bypassed until it listens).
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        settings: StoreSettings,
+    ) -> Result<Self, ConnectError> {
         let db = db::connect(url).await?;
         migrate::run(&db).await?;
-        Ok(Self { db, key: None })
+        let registry = Arc::new(Registry::new(matches!(db, Db::Sqlite(_))));
+        registry.set_ttl(settings.cache_ttl);
+        let behind = Arc::new(WriteBehind::new(settings.write_behind));
+        let hot = Arc::new(Hot {
+            registry,
+            behind,
+            tasks: tasks::Tasks::default(),
+        });
+        let (writer, pool) = (Arc::clone(&hot.behind), db.clone());
+        hot.tasks.spawn("write-behind", move || {
+            Arc::clone(&writer).run(pool.clone())
+        });
+        if let Db::Postgres(pool) = &db {
+            let (registry, pool) = (Arc::clone(&hot.registry), pool.clone());
+            hot.tasks.spawn("cache-listener", move || {
+                registry::listen(pool.clone(), Arc::clone(&registry))
+            });
+        }
+        Ok(Self { db, key: None, hot })
+    }
+
+    /// Sets the hook called with each activity row the group-commit writer committed (the
+    /// server broadcasts `ACTIVITY_LOGGED` from it).
+    pub fn on_activity_stored(&self, hook: ActivityHook) {
+        self.hot.behind.set_hook(hook);
+    }
+
+    /// Waits until every write queued before this call (activity rows, heartbeats, times) is
+    /// committed.
+    pub async fn flush(&self) {
+        self.hot.behind.barrier().await;
+    }
+
+    /// When the group-commit writer last completed a pass (a commit or an idle tick).
+    pub fn last_flush(&self) -> Option<time::OffsetDateTime> {
+        self.hot.behind.last_flush()
+    }
+
+    /// Whether the registry cache serves reads now (on PostgreSQL: while its listener
+    /// listens).
+    pub fn cache_trusted(&self) -> bool {
+        self.hot.registry.is_trusted()
+    }
+
+    /// Queues a notification on `channel` for the other replicas, sent after the next
+    /// group commit (PostgreSQL; nothing on SQLite).
+    pub fn notify_later(&self, channel: &str, payload: String) {
+        if matches!(self.db, Db::Postgres(_)) {
+            self.hot.behind.notify(channel, payload);
+        }
     }
 
     /// The same store encrypting secret values with `key` (`None`: stored as plaintext,
@@ -129,7 +225,7 @@ impl Store {
 
     /// The workspaces repository.
     pub fn workspaces(&self) -> Workspaces<'_> {
-        Workspaces::new(&self.db, self.key.as_deref())
+        Workspaces::new(&self.db, self.key.as_deref(), &self.hot)
     }
 
     /// The agent model records.
@@ -199,22 +295,22 @@ impl Store {
 
     /// The activity log.
     pub fn activity(&self) -> Activity<'_> {
-        Activity::new(&self.db)
+        Activity::new(&self.db, &self.hot)
     }
 
     /// The A2A queue.
     pub fn queue(&self) -> Queue<'_> {
-        Queue::new(&self.db)
+        Queue::new(&self.db, &self.hot)
     }
 
     /// The cron schedules and their history.
     pub fn schedules(&self) -> Schedules<'_> {
-        Schedules::new(&self.db)
+        Schedules::new(&self.db, &self.hot)
     }
 
     /// The workspace auth tokens repository.
     pub fn tokens(&self) -> WorkspaceTokens<'_> {
-        WorkspaceTokens::new(&self.db)
+        WorkspaceTokens::new(&self.db, &self.hot)
     }
 
     /// A listener on the notification `channel`, on PostgreSQL; `None` on SQLite, which has
@@ -226,8 +322,13 @@ impl Store {
         }
     }
 
-    /// Closes every pooled connection.
+    /// Writes everything the group-commit writer holds, stops the store's tasks and closes
+    /// every pooled connection.
     pub async fn close(&self) {
+        self.hot.behind.barrier().await;
+        self.hot.tasks.stop().await;
+        self.hot.behind.drain(&self.db).await;
+        self.hot.registry.distrust();
         match &self.db {
             Db::Postgres(p) => p.close().await,
             Db::Sqlite(p) => p.close().await,

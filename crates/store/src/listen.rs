@@ -25,6 +25,13 @@ impl EventListener {
         Ok(Self { inner })
     }
 
+    /// The payload of the next notification, or `None` when the connection was lost (and
+    /// notifications may have been missed). Fails with [`StoreError::is_closed`] once the
+    /// store is closed.
+    pub async fn next_or_lost(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(self.inner.try_recv().await?.map(|n| n.payload().to_owned()))
+    }
+
     /// The payload of the next notification. A lost connection is re-established (and the
     /// channel listened to again) on the way; notifications sent meanwhile are lost. Fails
     /// for good with [`StoreError::is_closed`] once the store is closed.

@@ -6,59 +6,36 @@ use serde_json::Value;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
 use crate::StoreError;
 use crate::db::Sql;
 use crate::types::{DbText, DbTime, DbUuid};
-use crate::workspaces::{COLUMNS, Row, Workspace, Workspaces, select_live};
-
-/// The fields of one heartbeat.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Heartbeat {
-    /// Share of failed tasks.
-    pub error_rate: f64,
-    /// Last error text.
-    pub sample_error: Option<String>,
-    /// Tasks in progress.
-    pub active_tasks: i32,
-    /// Agent uptime.
-    pub uptime_seconds: i32,
-    /// What the agent is doing.
-    pub current_task: Option<String>,
-    /// Spend this month in cents; `None` (or 0) leaves the stored value.
-    pub monthly_spend: Option<i64>,
-}
+use crate::workspaces::{
+    COLUMNS, Heartbeat, Routing, Row, Workspace, Workspaces, overlay, select_live,
+};
 
 impl Workspaces<'_> {
     /// Writes a heartbeat into a live workspace and returns the row as it was before, or
-    /// `None` if there is no live workspace with this id.
+    /// `None` if there is no live workspace with this id. The row comes from the registry
+    /// cache and the write is coalesced by the group-commit writer (the latest heartbeat of
+    /// a workspace per flush is written); the cache shows it at once.
     pub async fn record_heartbeat(
         &self,
         id: WorkspaceId,
         hb: &Heartbeat,
-    ) -> Result<Option<Workspace>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let Some(before) = select_live(&mut tx, id).await? else {
+    ) -> Result<Option<Arc<Routing>>, StoreError> {
+        let Some(before) = self.routing(id).await? else {
             return Ok(None);
         };
-        let sql = Sql::same(
-            "UPDATE workspaces SET last_heartbeat_at = $2, last_error_rate = $3, \
-             last_sample_error = $4, active_tasks = $5, uptime_seconds = $6, current_task = $7, \
-             monthly_spend = COALESCE($8, monthly_spend), updated_at = $2, \
-             last_activity_at = CASE WHEN $5 > 0 THEN $2 ELSE last_activity_at END WHERE id = $1",
-        );
-        db_query!(
-            tx.exec(), query, sql,
-            DbUuid::from(id),
-            DbTime::now(),
-            hb.error_rate,
-            hb.sample_error.clone(),
-            hb.active_tasks,
-            hb.uptime_seconds,
-            hb.current_task.clone(),
-            hb.monthly_spend.filter(|s| *s > 0);
-            execute
-        )?;
-        tx.commit().await?;
+        if before.workspace.status.is_removed() {
+            return Ok(None);
+        }
+        let at = OffsetDateTime::now_utc();
+        self.hot.behind.heartbeat(id, hb.clone());
+        self.hot
+            .registry
+            .update_workspace(id, |ws| overlay(ws, hb, at));
         Ok(Some(before))
     }
 
@@ -90,6 +67,7 @@ impl Workspaces<'_> {
             execute
         )?;
         tx.commit().await?;
+        self.changed(id);
         Ok(Some(before))
     }
 
@@ -101,6 +79,7 @@ impl Workspaces<'_> {
             DbUuid::from(id), Json(card), DbTime::now();
             execute
         )?;
+        self.changed(id);
         Ok(n > 0)
     }
 
@@ -111,6 +90,7 @@ impl Workspaces<'_> {
         statuses: &[WorkspaceStatus],
         cutoff: OffsetDateTime,
     ) -> Result<Vec<Workspace>, StoreError> {
+        self.hot.behind.barrier().await;
         let list = statuses
             .iter()
             .map(|s| format!("'{}'", s.as_str()))
@@ -140,17 +120,15 @@ impl Workspaces<'_> {
     }
 
     /// Records that a workspace did work now (an A2A message to or from it).
-    pub async fn touch_activity(&self, id: WorkspaceId) -> Result<(), StoreError> {
-        let sql = Sql::same("UPDATE workspaces SET last_activity_at = $2 WHERE id = $1");
-        db_query!(self.db.exec(), query, sql, DbUuid::from(id), DbTime::now(); execute)?;
-        Ok(())
+    /// Written by the group-commit writer.
+    pub fn touch_activity(&self, id: WorkspaceId) {
+        self.hot.behind.touch_activity(id);
     }
 
     /// Records that a workspace just sent an A2A message (`last_outbound_at`).
-    pub async fn touch_outbound(&self, id: WorkspaceId) -> Result<(), StoreError> {
-        let sql = Sql::same("UPDATE workspaces SET last_outbound_at = $2 WHERE id = $1");
-        db_query!(self.db.exec(), query, sql, DbUuid::from(id), DbTime::now(); execute)?;
-        Ok(())
+    /// Written by the group-commit writer.
+    pub fn touch_outbound(&self, id: WorkspaceId) {
+        self.hot.behind.touch_outbound(id);
     }
 
     /// Online or degraded workspaces with hibernation enabled, no task running, and no work
@@ -192,6 +170,7 @@ impl Workspaces<'_> {
     ) -> Result<(), StoreError> {
         let sql = Sql::same("UPDATE workspaces SET platform_inbound_secret = $2 WHERE id = $1");
         db_query!(self.db.exec(), query, sql, DbUuid::from(id), secret.to_owned(); execute)?;
+        self.changed(id);
         Ok(())
     }
 }

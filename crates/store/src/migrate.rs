@@ -27,7 +27,7 @@ pub(crate) async fn run(db: &Pool) -> Result<(), ConnectError> {
             }
             POSTGRES.run(pool).await?;
         }
-        Db::Sqlite(pool) => SQLITE.run(pool).await?,
+        Db::Sqlite(pools) => SQLITE.run(&pools.write).await?,
     }
     Ok(())
 }

@@ -241,17 +241,44 @@ const ENQUEUE_TRIES: usize = 3;
 #[derive(Debug, Clone, Copy)]
 pub struct Queue<'a> {
     db: &'a Pool,
+    hot: &'a crate::Hot,
 }
 
 impl<'a> Queue<'a> {
-    pub(crate) fn new(db: &'a Pool) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Pool, hot: &'a crate::Hot) -> Self {
+        Self { db, hot }
+    }
+
+    /// Whether messages may be waiting in the queue of `ws` (`queued` rows). Answered from
+    /// the registry cache when the queue is known to be empty; otherwise counted, and an
+    /// empty answer kept until a message is queued (here or, through the cache listener, on
+    /// another replica).
+    pub async fn may_have_waiting(&self, ws: WorkspaceId) -> Result<bool, StoreError> {
+        let registry = &self.hot.registry;
+        if registry.queue_known_empty(ws) {
+            return Ok(false);
+        }
+        let ticket = registry.ticket();
+        let depth = self.depth(ws).await?;
+        if depth == 0
+            && let Some(ticket) = ticket
+        {
+            registry.fill_queue_empty(ticket, ws);
+        }
+        Ok(depth > 0)
+    }
+
+    /// Queues a message and marks the workspace's queue as possibly non-empty.
+    pub async fn enqueue(&self, new: &NewQueueItem) -> Result<Enqueued, StoreError> {
+        let done = self.enqueue_row(new).await;
+        self.hot.registry.queue_not_empty(new.workspace_id);
+        done
     }
 
     /// Queues a message. When an active (`queued` or `dispatched`) row of the workspace
     /// already holds its idempotency key, nothing is written and that row's id is answered
     /// with `existing: true`; never an error for a duplicate. Empty strings are stored as NULL.
-    pub async fn enqueue(&self, new: &NewQueueItem) -> Result<Enqueued, StoreError> {
+    async fn enqueue_row(&self, new: &NewQueueItem) -> Result<Enqueued, StoreError> {
         let key = text(&new.idempotency_key);
         let insert = Sql::same(
             "INSERT INTO a2a_queue (id, workspace_id, caller_id, caller, priority, body, method, \
@@ -369,6 +396,7 @@ impl<'a> Queue<'a> {
             DbUuid(id), error.to_owned(), max_attempts;
             fetch_optional
         )?;
+        self.hot.registry.forget_queues();
         match status {
             Some(s) => Ok(s.0),
             None => self
@@ -388,6 +416,7 @@ impl<'a> Queue<'a> {
              WHERE id = $1 AND status = 'dispatched'",
         );
         let n = db_query!(self.db.exec(), query, sql, DbUuid(id); execute)?;
+        self.hot.registry.forget_queues();
         Ok(n > 0)
     }
 
@@ -466,7 +495,9 @@ impl<'a> Queue<'a> {
             "__NOTE__",
             &append_to_last_error("'reclaimed: delivery did not finish'"),
         );
-        Ok(db_query!(self.db.exec(), query, sql, DbTime::at(dispatched_before); execute)?)
+        let n = db_query!(self.db.exec(), query, sql, DbTime::at(dispatched_before); execute)?;
+        self.hot.registry.forget_queues();
+        Ok(n)
     }
 
     /// The workspaces holding deliverable rows (`queued`, not expired).

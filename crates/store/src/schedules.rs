@@ -174,11 +174,12 @@ impl From<Row> for Schedule {
 #[derive(Debug, Clone, Copy)]
 pub struct Schedules<'a> {
     pub(crate) db: &'a Pool,
+    hot: &'a crate::Hot,
 }
 
 impl<'a> Schedules<'a> {
-    pub(crate) fn new(db: &'a Pool) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Pool, hot: &'a crate::Hot) -> Self {
+        Self { db, hot }
     }
 
     /// The workspace's schedules, oldest first.
@@ -405,6 +406,8 @@ impl<'a> Schedules<'a> {
         &self,
         quiet_since: OffsetDateTime,
     ) -> Result<Vec<WorkspaceId>, StoreError> {
+        // The activity rows and heartbeats accepted so far count.
+        self.hot.behind.barrier().await;
         let sql = Sql::same(
             "UPDATE workspaces SET active_tasks = 0, current_task = '', updated_at = $2 \
              WHERE active_tasks > 0 AND status != 'removed' AND id NOT IN \
@@ -415,7 +418,11 @@ impl<'a> Schedules<'a> {
             self.db.exec(), query_scalar::<DbUuid>, sql, DbTime::at(quiet_since), DbTime::now();
             fetch_all
         )?;
-        Ok(ids.into_iter().map(Into::into).collect())
+        let ids: Vec<WorkspaceId> = ids.into_iter().map(Into::into).collect();
+        for id in &ids {
+            self.hot.registry.forget_workspace(*id);
+        }
+        Ok(ids)
     }
 }
 

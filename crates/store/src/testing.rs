@@ -101,6 +101,25 @@ impl TestStore {
         }
     }
 
+    /// A second store on this PostgreSQL database (another replica: its own pools, cache,
+    /// cache listener and group-commit writer) with `settings`. SQLite has no replicas.
+    pub async fn replica(&self, settings: crate::StoreSettings) -> TestStore {
+        let guard = match &self._guard {
+            Guard::Cluster(cluster) => Guard::Cluster(Arc::clone(cluster)),
+            Guard::None => Guard::None,
+            Guard::Dir(_) => panic!("a SQLite database has no replicas"),
+        };
+        let url = DatabaseUrl::parse(&self.url).expect("postgres url");
+        let store = Store::connect_with(&url, settings)
+            .await
+            .expect("open a replica of the PostgreSQL test database");
+        TestStore {
+            store,
+            url: self.url.clone(),
+            _guard: guard,
+        }
+    }
+
     /// A store of the named backend: `"sqlite"` or `"postgres"`.
     pub async fn of(backend: crate::Backend) -> TestStore {
         match backend {

@@ -105,11 +105,12 @@ const BOOTSTRAP_MATCH: &str = "workspace_id = $1 AND token_hash = $2 AND expires
 #[derive(Debug, Clone, Copy)]
 pub struct WorkspaceTokens<'a> {
     db: &'a Pool,
+    hot: &'a crate::Hot,
 }
 
 impl<'a> WorkspaceTokens<'a> {
-    pub(crate) fn new(db: &'a Pool) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Pool, hot: &'a crate::Hot) -> Self {
+        Self { db, hot }
     }
 
     /// Issues a new token for a workspace.
@@ -137,24 +138,34 @@ impl<'a> WorkspaceTokens<'a> {
     }
 
     /// The workspace a live token belongs to, if the token is live and its workspace is not
-    /// removed. Does not count as a use.
+    /// removed. Does not count as a use. Answered from the registry cache; a miss reads the
+    /// database once and keeps a live token's answer.
     pub async fn workspace_of(
         &self,
         token: &PlainToken,
     ) -> Result<Option<WorkspaceId>, StoreError> {
+        let hash = token.hash();
+        if let Some(id) = self.hot.registry.token(&hash) {
+            return Ok(Some(id));
+        }
+        let ticket = self.hot.registry.ticket();
         let sql = Sql::same(
             "SELECT t.workspace_id FROM workspace_auth_tokens t \
              JOIN workspaces w ON w.id = t.workspace_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL \
                AND (w.status IS NULL OR w.status <> 'removed')",
         );
-        let id: Option<DbUuid> =
-            db_query!(self.db.exec(), query_scalar::<DbUuid>, sql, token.hash(); fetch_optional)?;
-        Ok(id.map(Into::into))
+        let id: Option<WorkspaceId> =
+            db_query!(self.db.exec(), query_scalar::<DbUuid>, sql, hash.clone(); fetch_optional)?
+                .map(Into::into);
+        if let (Some(ticket), Some(id)) = (ticket, id) {
+            self.hot.registry.fill_token(ticket, hash, id);
+        }
+        Ok(id)
     }
 
     /// Whether the token is live and bound to this workspace; if so its `last_used_at` is
-    /// bumped.
+    /// bumped (by the group-commit writer).
     pub async fn validate(
         &self,
         workspace_id: WorkspaceId,
@@ -163,11 +174,7 @@ impl<'a> WorkspaceTokens<'a> {
         if self.workspace_of(token).await? != Some(workspace_id) {
             return Ok(false);
         }
-        let sql = Sql::same(
-            "UPDATE workspace_auth_tokens SET last_used_at = $2 \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
-        );
-        db_query!(self.db.exec(), query, sql, token.hash(), DbTime::now(); execute)?;
+        self.hot.behind.token_used(token.hash());
         Ok(true)
     }
 
@@ -178,6 +185,7 @@ impl<'a> WorkspaceTokens<'a> {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<TokenInfo>, StoreError> {
+        self.hot.behind.barrier().await;
         let sql = Sql::same(
             "SELECT id, prefix, created_at, last_used_at FROM workspace_auth_tokens \
              WHERE workspace_id = $1 AND revoked_at IS NULL \
@@ -226,6 +234,7 @@ impl<'a> WorkspaceTokens<'a> {
             DbUuid(token_id), DbUuid::from(workspace_id), DbTime::now();
             execute
         )?;
+        self.hot.registry.forget_tokens_of(workspace_id);
         Ok(done > 0)
     }
 
@@ -239,6 +248,7 @@ impl<'a> WorkspaceTokens<'a> {
         )?;
         let sql = Sql::same("DELETE FROM workspace_bootstrap_tokens WHERE workspace_id = $1");
         db_query!(self.db.exec(), query, sql, DbUuid::from(workspace_id); execute)?;
+        self.hot.registry.forget_tokens_of(workspace_id);
         Ok(done)
     }
 

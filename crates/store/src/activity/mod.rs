@@ -22,7 +22,7 @@ pub const METHOD_DELEGATE: &str = "delegate";
 pub const METHOD_DELEGATE_RESULT: &str = "delegate_result";
 
 /// Every column, in the order of [`Row`] and of the insert's binds.
-const COLUMNS: &str = "id, workspace_id, activity_type, source_id, caller, target_id, method, \
+pub(crate) const COLUMNS: &str = "id, workspace_id, activity_type, source_id, caller, target_id, method, \
      summary, request_body, response_body, tool_trace, duration_ms, status, error_detail, \
      idempotency_key, created_at";
 
@@ -233,6 +233,48 @@ fn text(v: &Option<String>) -> Option<String> {
     v.clone().filter(|s| !s.is_empty())
 }
 
+/// The row `new` becomes when written at `created_at` (to the microsecond): a fresh id,
+/// empty texts and JSON `null` bodies as `None`, an empty status as `ok`, the duration
+/// clamped to 32 bits.
+pub(crate) fn prepare(new: &NewActivity, created_at: OffsetDateTime) -> ActivityRow {
+    let keep = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
+    let status = if new.status.is_empty() {
+        String::from("ok")
+    } else {
+        new.status.clone()
+    };
+    let duration = new
+        .duration_ms
+        .map(|d| i64::from(i32::try_from(d.max(0)).unwrap_or(i32::MAX)));
+    ActivityRow {
+        id: Uuid::new_v4(),
+        workspace_id: new.workspace_id,
+        activity_type: new.activity_type.clone(),
+        source_id: new.source_id,
+        caller: text(&new.caller),
+        target_id: new.target_id,
+        method: text(&new.method),
+        summary: text(&new.summary),
+        request_body: keep(&new.request_body),
+        response_body: keep(&new.response_body),
+        tool_trace: keep(&new.tool_trace),
+        duration_ms: duration,
+        status,
+        error_detail: text(&new.error_detail),
+        idempotency_key: text(&new.idempotency_key),
+        created_at: DbTime::at(created_at).0,
+    }
+}
+
+/// `($n+1, …, $n+16)` without the parentheses: the placeholders of the row starting after
+/// bind `n`.
+pub(crate) fn placeholders(n: usize) -> String {
+    (1..=16)
+        .map(|i| format!("${}", n + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An optional JSON value with JSON `null` as `None`.
 fn body(v: &Option<Value>) -> Option<Json<&Value>> {
     v.as_ref().filter(|v| !v.is_null()).map(Json)
@@ -253,11 +295,17 @@ fn micros_up(t: OffsetDateTime) -> DbTime {
 #[derive(Debug, Clone, Copy)]
 pub struct Activity<'a> {
     db: &'a Pool,
+    hot: &'a crate::Hot,
 }
 
 impl<'a> Activity<'a> {
-    pub(crate) fn new(db: &'a Pool) -> Self {
-        Self { db }
+    pub(crate) fn new(db: &'a Pool, hot: &'a crate::Hot) -> Self {
+        Self { db, hot }
+    }
+
+    /// Waits for the rows queued by [`Activity::record_later`] before this read.
+    async fn caught_up(&self) {
+        self.hot.behind.barrier().await;
     }
 
     /// Writes a row now. An idempotency key the workspace already used is
@@ -274,61 +322,42 @@ impl<'a> Activity<'a> {
         new: &NewActivity,
         created_at: OffsetDateTime,
     ) -> Result<ActivityRow, StoreError> {
-        let id = Uuid::new_v4();
-        let at = DbTime::at(created_at);
-        let status = if new.status.is_empty() {
-            String::from("ok")
-        } else {
-            new.status.clone()
-        };
-        let duration = new
-            .duration_ms
-            .map(|d| i32::try_from(d.max(0)).unwrap_or(i32::MAX));
-        let sql = Sql::same(
-            "INSERT INTO activity_logs (__COLUMNS__) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .replace("__COLUMNS__", COLUMNS);
+        let row = prepare(new, created_at);
+        let sql = Sql::same("INSERT INTO activity_logs (__COLUMNS__) VALUES (__VALUES__)")
+            .replace("__COLUMNS__", COLUMNS)
+            .replace("__VALUES__", &placeholders(0));
         db_query!(
             self.db.exec(), query, sql,
-            DbUuid(id),
-            DbUuid::from(new.workspace_id),
-            new.activity_type.clone(),
-            new.source_id.map(DbUuid::from),
-            text(&new.caller),
-            new.target_id.map(DbUuid::from),
-            text(&new.method),
-            text(&new.summary),
-            body(&new.request_body),
-            body(&new.response_body),
-            body(&new.tool_trace),
-            duration,
-            status.clone(),
-            text(&new.error_detail),
-            text(&new.idempotency_key),
-            at;
+            DbUuid(row.id),
+            DbUuid::from(row.workspace_id),
+            row.activity_type.clone(),
+            row.source_id.map(DbUuid::from),
+            row.caller.clone(),
+            row.target_id.map(DbUuid::from),
+            row.method.clone(),
+            row.summary.clone(),
+            row.request_body.as_ref().map(Json),
+            row.response_body.as_ref().map(Json),
+            row.tool_trace.as_ref().map(Json),
+            row.duration_ms,
+            row.status.clone(),
+            row.error_detail.clone(),
+            row.idempotency_key.clone(),
+            DbTime::at(row.created_at);
             execute
         )
         .map_err(StoreError::from_write)?;
-        let keep = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
-        Ok(ActivityRow {
-            id,
-            workspace_id: new.workspace_id,
-            activity_type: new.activity_type.clone(),
-            source_id: new.source_id,
-            caller: text(&new.caller),
-            target_id: new.target_id,
-            method: text(&new.method),
-            summary: text(&new.summary),
-            request_body: keep(&new.request_body),
-            response_body: keep(&new.response_body),
-            tool_trace: keep(&new.tool_trace),
-            duration_ms: duration.map(i64::from),
-            status,
-            error_detail: text(&new.error_detail),
-            idempotency_key: text(&new.idempotency_key),
-            created_at: at.0,
-        })
+        Ok(row)
+    }
+
+    /// Queues a row for the group-commit writer and answers it as it will be stored (its id
+    /// and creation time are fixed now). Waits while the writer's buffer is full
+    /// (back-pressure); once the row is committed the store's activity hook sees it. Reads of
+    /// the activity log wait for the rows queued before them, so a reader never misses one.
+    pub async fn record_later(&self, new: &NewActivity) -> ActivityRow {
+        let row = prepare(new, OffsetDateTime::now_utc());
+        self.hot.behind.push_activity(row.clone()).await;
+        row
     }
 
     /// The rows of a workspace matching `query`: newest first, or with a cursor
@@ -339,6 +368,7 @@ impl<'a> Activity<'a> {
         ws: WorkspaceId,
         query: &ActivityQuery,
     ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.caught_up().await;
         let cursor = match query.after {
             Some(id) => Some(
                 self.created_at(ws, id)
@@ -420,6 +450,7 @@ impl<'a> Activity<'a> {
 
     /// One row of this workspace.
     pub async fn get(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<ActivityRow>, StoreError> {
+        self.caught_up().await;
         let sql =
             Sql::same("SELECT __COLUMNS__ FROM activity_logs WHERE id = $1 AND workspace_id = $2")
                 .replace("__COLUMNS__", COLUMNS);
@@ -436,6 +467,7 @@ impl<'a> Activity<'a> {
         ws: WorkspaceId,
         key: &str,
     ) -> Result<Option<ActivityRow>, StoreError> {
+        self.caught_up().await;
         let sql = Sql::same(
             "SELECT __COLUMNS__ FROM activity_logs WHERE workspace_id = $1 AND idempotency_key = $2",
         )
@@ -470,6 +502,7 @@ impl<'a> Activity<'a> {
         ws: WorkspaceId,
         limit: i64,
     ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.caught_up().await;
         let sql = Sql::same(
             "SELECT __COLUMNS__ FROM activity_logs WHERE workspace_id = $1 \
              AND activity_type = 'delegation' AND method IN ('delegate', 'delegate_result') \

@@ -56,6 +56,7 @@ impl Activity<'_> {
         q: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.hot.behind.barrier().await;
         let pattern = q.filter(|q| !q.is_empty()).map(like_pattern);
         let (pg, lite) = if pattern.is_some() {
             (

@@ -7,14 +7,18 @@ mod tree;
 
 use molecule_domain::{WorkspaceId, WorkspaceStatus};
 
-use crate::StoreError;
+use std::sync::Arc;
+
 use crate::db::{Pool, Sql, Tx};
 use crate::types::{DbStatus, DbText, DbTime, DbUuid};
+use crate::{Hot, StoreError};
 
 use self::model::apply;
+pub(crate) use self::model::overlay;
 pub(crate) use self::model::{COLUMNS, Row};
-pub use self::model::{NewWorkspace, StatusChange, Transition, Workspace, WorkspaceUpdate};
-pub(crate) use self::tree::ancestor_chain;
+pub use self::model::{
+    Heartbeat, NewWorkspace, Routing, StatusChange, Transition, Workspace, WorkspaceUpdate,
+};
 use self::tree::has_ancestor;
 
 /// Workspaces in the database.
@@ -22,15 +26,46 @@ use self::tree::has_ancestor;
 pub struct Workspaces<'a> {
     pub(crate) db: &'a Pool,
     key: Option<&'a crate::SecretKey>,
+    pub(crate) hot: &'a Hot,
 }
 
 impl<'a> Workspaces<'a> {
-    pub(crate) fn new(db: &'a Pool, key: Option<&'a crate::SecretKey>) -> Self {
-        Self { db, key }
+    pub(crate) fn new(db: &'a Pool, key: Option<&'a crate::SecretKey>, hot: &'a Hot) -> Self {
+        Self { db, key, hot }
     }
 
-    pub(crate) fn pool(&self) -> &'a Pool {
-        self.db
+    /// Forgets the cached row and tokens of `id` after a committed change.
+    pub(crate) fn changed(&self, id: WorkspaceId) {
+        self.hot.registry.forget_workspace(id);
+        self.hot.registry.forget_tokens_of(id);
+    }
+
+    /// The workspace as the hot paths read it (its row with pending heartbeats applied, and
+    /// its inbound secret), from the registry cache; a miss reads the database once and keeps
+    /// the answer. Fields no hot path reads (times, the agent card) may lag by the cache's
+    /// TTL: API reads use [`Workspaces::get`].
+    pub async fn routing(&self, id: WorkspaceId) -> Result<Option<Arc<Routing>>, StoreError> {
+        if let Some(cached) = self.hot.registry.workspace(id) {
+            return Ok(Some(cached));
+        }
+        let ticket = self.hot.registry.ticket();
+        let Some(mut workspace) = self.get_now(id).await? else {
+            return Ok(None);
+        };
+        if let Some((hb, at)) = self.hot.behind.pending_heartbeat(id) {
+            overlay(&mut workspace, &hb, at);
+        }
+        let inbound_secret = self.inbound_secret(id).await?;
+        let routing = Arc::new(Routing {
+            workspace,
+            inbound_secret,
+        });
+        if let Some(ticket) = ticket {
+            self.hot
+                .registry
+                .fill_workspace(ticket, Arc::clone(&routing));
+        }
+        Ok(Some(routing))
     }
 
     /// Inserts a workspace in `provisioning` and returns the stored row.
@@ -108,7 +143,14 @@ impl<'a> Workspaces<'a> {
     }
 
     /// The workspace with this id, whatever its status (removed included).
+    /// Waits for the pending writes queued before it (heartbeats, activity times).
     pub async fn get(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+        self.hot.behind.barrier().await;
+        self.get_now(id).await
+    }
+
+    /// The row as the database holds it now, without waiting for pending writes.
+    async fn get_now(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
         let sql = Sql::same("SELECT __COLUMNS__ FROM workspaces WHERE id = $1")
             .replace("__COLUMNS__", COLUMNS);
         let row: Option<Row> =
@@ -118,6 +160,7 @@ impl<'a> Workspaces<'a> {
 
     /// Every workspace that is not removed, oldest first.
     pub async fn list(&self) -> Result<Vec<Workspace>, StoreError> {
+        self.hot.behind.barrier().await;
         let sql = Sql::same(
             "SELECT __COLUMNS__ FROM workspaces \
              WHERE status IS NULL OR status <> 'removed' ORDER BY created_at, id",
@@ -190,6 +233,7 @@ impl<'a> Workspaces<'a> {
             .await?
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
+        self.changed(id);
         Ok(row)
     }
 
@@ -244,6 +288,7 @@ impl<'a> Workspaces<'a> {
             execute
         )?;
         tx.commit().await?;
+        self.changed(id);
         Ok(Transition { from, to })
     }
 
@@ -279,6 +324,9 @@ impl<'a> Workspaces<'a> {
             db_query!(tx.exec(), query, schedules, DbUuid::from(*id), now; execute)?;
         }
         tx.commit().await?;
+        for id in ids {
+            self.changed(*id);
+        }
         Ok(removed)
     }
 
@@ -304,6 +352,11 @@ impl<'a> Workspaces<'a> {
             db_query!(tx.exec(), query, sql, DbUuid::from(*id); execute)?;
         }
         tx.commit().await?;
+        // Other rows lost their parent: forget every cached row.
+        self.hot.registry.forget_workspaces();
+        for id in ids {
+            self.changed(*id);
+        }
         Ok(())
     }
 
@@ -315,6 +368,7 @@ impl<'a> Workspaces<'a> {
             DbUuid::from(id), url.map(str::to_owned), DbTime::now();
             execute
         )?;
+        self.changed(id);
         Ok(())
     }
 
@@ -331,6 +385,7 @@ impl<'a> Workspaces<'a> {
             DbUuid::from(id), instance_id.map(str::to_owned), DbTime::now();
             execute
         )?;
+        self.changed(id);
         Ok(())
     }
 
@@ -349,6 +404,7 @@ impl<'a> Workspaces<'a> {
             DbUuid::from(id), limit, DbTime::now();
             execute
         )?;
+        self.changed(id);
         Ok(n > 0)
     }
 }

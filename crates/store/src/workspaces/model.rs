@@ -310,3 +310,46 @@ pub(super) fn apply(ws: &mut Workspace, c: WorkspaceUpdate) {
         ws.hibernation_idle_minutes = v;
     }
 }
+
+/// A workspace as the hot paths read it (from the registry cache).
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// The row.
+    pub workspace: Workspace,
+    /// The inbound secret the agent's heartbeat answer carries, if any.
+    pub inbound_secret: Option<String>,
+}
+
+/// The fields of one heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Heartbeat {
+    /// Share of failed tasks.
+    pub error_rate: f64,
+    /// Last error text.
+    pub sample_error: Option<String>,
+    /// Tasks in progress.
+    pub active_tasks: i32,
+    /// Agent uptime.
+    pub uptime_seconds: i32,
+    /// What the agent is doing.
+    pub current_task: Option<String>,
+    /// Spend this month in cents; `None` (or 0) leaves the stored value.
+    pub monthly_spend: Option<i64>,
+}
+
+/// `ws` as a heartbeat received at `at` leaves it (the columns the writer sets).
+pub(crate) fn overlay(ws: &mut Workspace, hb: &Heartbeat, at: OffsetDateTime) {
+    ws.last_heartbeat_at = Some(at);
+    ws.last_error_rate = hb.error_rate;
+    ws.last_sample_error = hb.sample_error.clone();
+    ws.active_tasks = hb.active_tasks;
+    ws.uptime_seconds = hb.uptime_seconds;
+    ws.current_task = hb.current_task.clone();
+    if let Some(spend) = hb.monthly_spend.filter(|s| *s > 0) {
+        ws.monthly_spend = spend;
+    }
+    ws.updated_at = at;
+    if hb.active_tasks > 0 {
+        ws.last_activity_at = Some(at);
+    }
+}

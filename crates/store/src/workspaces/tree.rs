@@ -28,6 +28,7 @@ pub(crate) fn ancestor_chain(max_depth: &str) -> String {
 impl Workspaces<'_> {
     /// The live (not removed) descendants of a workspace, parents before children.
     pub async fn descendants(&self, id: WorkspaceId) -> Result<Vec<Workspace>, StoreError> {
+        self.hot.behind.barrier().await;
         let sql = Sql::same(
             "WITH RECURSIVE sub(id, depth) AS ( \
                SELECT id, 0 FROM workspaces WHERE parent_id = $1 \
@@ -51,6 +52,7 @@ impl Workspaces<'_> {
 
     /// The live direct children of a workspace.
     pub async fn children(&self, id: WorkspaceId) -> Result<Vec<Workspace>, StoreError> {
+        self.hot.behind.barrier().await;
         let sql = Sql::same(
             "SELECT __COLUMNS__ FROM workspaces WHERE parent_id = $1 \
              AND (status IS NULL OR status <> 'removed') ORDER BY created_at, id",

@@ -9,6 +9,7 @@
 mod common;
 
 mod activity;
+mod cache;
 mod database;
 mod hierarchy;
 mod memories;

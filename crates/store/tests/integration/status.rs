@@ -221,7 +221,7 @@ async fn heartbeats_and_registrations_skip_removed_workspaces(s: TestStore) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(before.active_tasks, 0);
+    assert_eq!(before.workspace.active_tasks, 0);
     let after = s.workspaces().get(ws.id).await.unwrap().unwrap();
     assert_eq!(after.active_tasks, 2);
     assert_eq!(after.monthly_spend, 1234);

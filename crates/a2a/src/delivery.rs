@@ -82,9 +82,7 @@ pub(crate) async fn deliver(
             Verdict::Failed,
         );
     }
-    if let Err(e) = shared.store.workspaces().touch_activity(ws.id).await {
-        tracing::debug!(workspace = %ws.id, error = %e, "a2a: cannot record activity time");
-    }
+    shared.store.workspaces().touch_activity(ws.id);
     let limits = Limits {
         idle: shared.settings.idle_timeout,
         // A deadline beyond what an `Instant` can hold is no deadline (never a panic).
@@ -275,11 +273,7 @@ impl Attempt<'_> {
                     .emit(EventType::A2aResponse, self.ws.id, payload)
                     .await;
             }
-            Caller::Workspace(id) => {
-                if let Err(e) = self.shared.store.workspaces().touch_outbound(*id).await {
-                    tracing::debug!(workspace = %id, error = %e, "a2a: cannot record last outbound");
-                }
-            }
+            Caller::Workspace(id) => self.shared.store.workspaces().touch_outbound(*id),
             Caller::System(_) => {}
         }
     }

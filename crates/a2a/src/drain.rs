@@ -97,8 +97,8 @@ pub(crate) async fn sweep(shared: &Arc<Shared>, reclaim_before: OffsetDateTime) 
 async fn drain_pass(shared: &Arc<Shared>, id: WorkspaceId, report: &mut DrainReport) {
     let store = &shared.store;
     loop {
-        let ws = match store.workspaces().get(id).await {
-            Ok(Some(ws)) if is_live(&ws) && !is_full(&ws) => ws,
+        let ws = match store.workspaces().routing(id).await {
+            Ok(Some(r)) if is_live(&r.workspace) && !is_full(&r.workspace) => r,
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(workspace = %id, error = %e, "drain: cannot read the target");
@@ -113,7 +113,7 @@ async fn drain_pass(shared: &Arc<Shared>, id: WorkspaceId, report: &mut DrainRep
                 return;
             }
         };
-        match deliver_queued(shared, &ws, &item).await {
+        match deliver_queued(shared, &ws.workspace, &item).await {
             Step::Delivered => report.delivered += 1,
             Step::Busy => {
                 report.requeued += 1;

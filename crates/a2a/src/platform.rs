@@ -13,6 +13,11 @@ pub trait Platform: Send + Sync + 'static {
     /// Emits an event about `workspace` (recorded or broadcast-only, as its type says).
     async fn emit(&self, event: EventType, workspace: WorkspaceId, payload: Value);
 
+    /// Broadcasts an event of a type that is not recorded (`EventType::is_recorded` false)
+    /// without waiting: to this process's subscribers at once, to other replicas after the
+    /// next group commit.
+    fn broadcast(&self, event: EventType, workspace: WorkspaceId, payload: Value);
+
     /// A signal for every event about `workspace` from now on; dropping the receiver stops it.
     /// The proxy's idle timer is reset by each one.
     fn watch(&self, workspace: WorkspaceId) -> mpsc::Receiver<()>;

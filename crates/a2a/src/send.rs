@@ -49,14 +49,15 @@ pub(crate) async fn send(shared: &Arc<Shared>, msg: Message) -> Reply {
             }
         }
     }
-    let ws = match store.workspaces().get(msg.target).await {
-        Ok(Some(ws)) if !ws.status.is_removed() => ws,
+    let routing = match store.workspaces().routing(msg.target).await {
+        Ok(Some(routing)) if !routing.workspace.status.is_removed() => routing,
         Ok(_) => return Reply::error(404, "workspace not found"),
         Err(e) => {
             tracing::error!(error = %e, "a2a: target lookup failed");
             return Reply::error(500, "lookup failed");
         }
     };
+    let ws = &routing.workspace;
     if ws
         .budget_limit
         .is_some_and(|limit| ws.monthly_spend >= limit)
@@ -69,19 +70,19 @@ pub(crate) async fn send(shared: &Arc<Shared>, msg: Message) -> Reply {
     };
     if ws.delivery_mode == DeliveryMode::Poll {
         if msg.log {
-            log_poll(shared, &ws, &msg.caller, &normalized).await;
+            log_poll(shared, ws, &msg.caller, &normalized).await;
         }
         return Reply::poll_queued(&normalized.method, &normalized.body);
     }
-    match queue_ahead(shared, &ws).await {
-        Ahead::Busy => return enqueue(shared, &ws, &msg.caller, &normalized, false).await,
-        Ahead::Waiting => return enqueue(shared, &ws, &msg.caller, &normalized, true).await,
+    match queue_ahead(shared, ws).await {
+        Ahead::Busy => return enqueue(shared, ws, &msg.caller, &normalized, false).await,
+        Ahead::Waiting => return enqueue(shared, ws, &msg.caller, &normalized, true).await,
         Ahead::Free => {}
     }
     let deadline = msg.timeout.or(shared.settings.ceiling_for(&msg.caller));
-    let delivery = deliver(shared, &ws, &msg.caller, &normalized, deadline, msg.log).await;
+    let delivery = deliver(shared, ws, &msg.caller, &normalized, deadline, msg.log).await;
     match delivery.verdict {
-        Verdict::NotTaken => enqueue(shared, &ws, &msg.caller, &normalized, false).await,
+        Verdict::NotTaken => enqueue(shared, ws, &msg.caller, &normalized, false).await,
         _ => delivery.reply,
     }
 }
@@ -102,9 +103,9 @@ async fn queue_ahead(shared: &Shared, ws: &Workspace) -> Ahead {
     if is_live(ws) && is_full(ws) {
         return Ahead::Busy;
     }
-    match shared.store.queue().depth(ws.id).await {
-        Ok(0) => Ahead::Free,
-        Ok(_) => Ahead::Waiting,
+    match shared.store.queue().may_have_waiting(ws.id).await {
+        Ok(false) => Ahead::Free,
+        Ok(true) => Ahead::Waiting,
         Err(e) => {
             tracing::warn!(workspace = %ws.id, error = %e, "a2a: queue depth unknown");
             Ahead::Free

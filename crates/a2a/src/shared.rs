@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use molecule_domain::WorkspaceId;
+use molecule_domain::{EventType, WorkspaceId};
 use molecule_store::{NewActivity, Store};
 use parking_lot::Mutex;
 
@@ -46,6 +46,14 @@ impl Shared {
                 tracing::error!(error = %e, "a2a: HTTP client set-up failed; using the default");
                 reqwest::Client::new()
             });
+        let hook_platform = Arc::clone(&platform);
+        store.on_activity_stored(Arc::new(move |row| {
+            hook_platform.broadcast(
+                EventType::ActivityLogged,
+                row.workspace_id,
+                log::logged_payload(row),
+            );
+        }));
         Shared {
             store,
             platform,
@@ -75,8 +83,12 @@ impl Shared {
             .is_some_and(|c| c.iter().any(|x| x == capability))
     }
 
-    /// Writes an activity row and its broadcast; a failure is only logged.
+    /// Queues an activity row for the group-commit writer; its `ACTIVITY_LOGGED` broadcast
+    /// follows its commit (the hook [`Shared::new`] installs).
     pub(crate) async fn record_quietly(&self, row: &NewActivity) {
-        log::record_quietly(&self.store, self.platform.as_ref(), row).await;
+        self.store
+            .activity()
+            .record_later(&log::without_empty_trace(row))
+            .await;
     }
 }

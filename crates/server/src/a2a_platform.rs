@@ -26,6 +26,10 @@ impl Platform for ServerPlatform {
         self.events.emit(event, Some(workspace), payload).await;
     }
 
+    fn broadcast(&self, event: EventType, workspace: WorkspaceId, payload: Value) {
+        self.events.broadcast(event, Some(workspace), payload);
+    }
+
     fn watch(&self, workspace: WorkspaceId) -> mpsc::Receiver<()> {
         let mut events = self.events.subscribe_workspace(workspace);
         let (tx, rx) = mpsc::channel(1);

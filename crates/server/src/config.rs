@@ -146,6 +146,24 @@ pub struct Config {
     #[arg(long, env = "MOLECULE_SCHEDULER_POLL_SECONDS", default_value_t = 30)]
     pub scheduler_poll_seconds: u64,
 
+    /// Activity rows accepted and not yet committed, at most: what a crash (`kill -9`) can
+    /// lose; a full buffer makes writers wait.
+    #[arg(long, env = "MOLECULE_ACTIVITY_BUFFER", default_value_t = 4096)]
+    pub activity_buffer: usize,
+
+    /// Activity rows per multi-row insert, at most.
+    #[arg(long, env = "MOLECULE_ACTIVITY_BATCH", default_value_t = 256)]
+    pub activity_batch: usize,
+
+    /// Milliseconds a group commit waits for more rows after its first.
+    #[arg(long, env = "MOLECULE_WRITE_LINGER_MS", default_value_t = 2)]
+    pub write_linger_ms: u64,
+
+    /// Seconds a registry cache entry (workspace, token, empty queue) is trusted without being
+    /// read again; the bound on staleness when a replica's notifications are lost.
+    #[arg(long, env = "MOLECULE_CACHE_TTL_SECONDS", default_value_t = 5)]
+    pub cache_ttl_seconds: u64,
+
     /// Seconds without a heartbeat after which a workspace is offline (external: awaiting_agent).
     #[arg(long, env = "MOLECULE_LIVENESS_TTL_SECONDS", default_value_t = 180)]
     pub liveness_ttl_seconds: u64,
@@ -246,6 +264,19 @@ impl Config {
                 ),
             },
             ..molecule_a2a::Settings::default()
+        }
+    }
+
+    /// The store's cache and group-commit settings (`MOLECULE_ACTIVITY_BUFFER`,
+    /// `MOLECULE_ACTIVITY_BATCH`, `MOLECULE_WRITE_LINGER_MS`, `MOLECULE_CACHE_TTL_SECONDS`).
+    pub fn store_settings(&self) -> molecule_store::StoreSettings {
+        molecule_store::StoreSettings {
+            write_behind: molecule_store::WriteBehindSettings {
+                buffer: self.activity_buffer.max(1),
+                batch: self.activity_batch.max(1),
+                linger: std::time::Duration::from_millis(self.write_linger_ms),
+            },
+            cache_ttl: std::time::Duration::from_secs(self.cache_ttl_seconds),
         }
     }
 

@@ -79,7 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let url = DatabaseUrl::resolve(config.database_url.as_deref(), &config.data_dir)
         .context("cannot open the database")?;
     tracing::info!(database = %url, "opening the database");
-    let store = Store::connect(&url)
+    let store = Store::connect_with(&url, config.store_settings())
         .await
         .context("cannot open the database")?
         .with_secret_key(Some(secrets_key));

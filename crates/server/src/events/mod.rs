@@ -80,7 +80,7 @@ impl EventBus {
 
     /// Emits an event: persisted types are recorded first (if that fails, nothing is
     /// broadcast and the failure is logged); then every local subscriber gets it, and, on
-    /// PostgreSQL, the other replicas. Never fails the caller.
+    /// PostgreSQL, the other replicas (after the next group commit). Never fails the caller.
     pub async fn emit(&self, event: EventType, workspace_id: Option<WorkspaceId>, payload: Value) {
         let mut recorded = None;
         if event.is_recorded() {
@@ -97,6 +97,29 @@ impl EventBus {
                 }
             }
         }
+        self.publish_and_notify(event, workspace_id, payload, recorded);
+    }
+
+    /// Broadcasts an event without recording it and without waiting: the local subscribers
+    /// get it now, other replicas after the next group commit. For the broadcast-only types
+    /// of the hot paths (a recorded type is recorded by [`EventBus::emit`] only).
+    pub fn broadcast(&self, event: EventType, workspace_id: Option<WorkspaceId>, payload: Value) {
+        if event.is_recorded() {
+            tracing::error!(
+                event = event.as_str(),
+                "a recorded event type was broadcast only"
+            );
+        }
+        self.publish_and_notify(event, workspace_id, payload, None);
+    }
+
+    fn publish_and_notify(
+        &self,
+        event: EventType,
+        workspace_id: Option<WorkspaceId>,
+        payload: Value,
+        recorded: Option<uuid::Uuid>,
+    ) {
         let envelope = Arc::new(Envelope {
             event: event.as_str().to_owned(),
             workspace_id: workspace_id.map(|w| w.to_string()).unwrap_or_default(),
@@ -105,7 +128,7 @@ impl EventBus {
         });
         // No subscriber is not an error.
         let _ = self.tx.send(Arc::clone(&envelope));
-        replicas::notify(self, &envelope, recorded).await;
+        replicas::notify(self, &envelope, recorded);
     }
 
     /// Hands an envelope to the local subscribers only.

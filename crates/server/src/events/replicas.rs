@@ -50,9 +50,9 @@ struct NoticeIn {
     timestamp: Option<String>,
 }
 
-/// Tells the other replicas about an event just published locally (PostgreSQL only).
-/// Failures are logged, never returned.
-pub(super) async fn notify(bus: &EventBus, envelope: &Envelope, recorded: Option<Uuid>) {
+/// Tells the other replicas about an event just published locally (PostgreSQL only), with
+/// the store's next group commit. Failures are logged, never returned.
+pub(super) fn notify(bus: &EventBus, envelope: &Envelope, recorded: Option<Uuid>) {
     if bus.store.backend() != molecule_store::Backend::Postgres {
         return;
     }
@@ -93,9 +93,7 @@ pub(super) async fn notify(bus: &EventBus, envelope: &Envelope, recorded: Option
             return;
         }
     };
-    if let Err(e) = bus.store.events().notify(NOTIFY_CHANNEL, &text).await {
-        tracing::warn!(event = %envelope.event, error = %e, "cannot notify other replicas");
-    }
+    bus.store.notify_later(NOTIFY_CHANNEL, text);
 }
 
 /// Where the replica listener is.

@@ -15,13 +15,16 @@ use crate::error::{ApiError, ApiResult, ok_json};
 use crate::extract::Query;
 use crate::state::AppState;
 
-/// `GET /admin/liveness` (admin): the last completed tick of each supervised loop,
+/// `GET /admin/liveness` (admin): the last completed tick of each supervised loop and of the
+/// store's group-commit writer (`write-behind`),
 /// `{"subsystems":{name:{"last_tick_at":RFC3339,"seconds_ago":n}}}`.
 pub(crate) async fn liveness(State(state): State<AppState>) -> Json<Value> {
     let now = OffsetDateTime::now_utc();
-    let subsystems: Map<String, Value> = state
-        .supervisor
-        .last_ticks()
+    let mut ticks = state.supervisor.last_ticks();
+    if let Some(at) = state.store.last_flush() {
+        ticks.insert("write-behind", at);
+    }
+    let subsystems: Map<String, Value> = ticks
         .into_iter()
         .map(|(name, at)| {
             let at_text = at.format(&Rfc3339).unwrap_or_default();

@@ -299,19 +299,20 @@ pub(crate) async fn heartbeat(
         current_task: Some(hb.current_task.clone()).filter(|s| !s.is_empty()),
         monthly_spend: Some(hb.monthly_spend.clamp(0, MAX_SPEND)).filter(|s| *s > 0),
     };
-    let before = state
+    let routing = state
         .store
         .workspaces()
         .record_heartbeat(id, &record)
         .await
         .or_internal("failed to update")?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let before = &routing.workspace;
     let status_mgmt = hb
         .runtime_metadata
         .as_ref()
         .and_then(|m| m.capabilities.get("status_mgmt").copied())
         .unwrap_or(false);
-    evaluate_status(&state, &before, &hb, status_mgmt).await;
+    evaluate_status(&state, before, &hb, status_mgmt).await;
     let declared: Vec<String> = hb
         .runtime_metadata
         .as_ref()
@@ -329,26 +330,24 @@ pub(crate) async fn heartbeat(
         state.a2a.spawn_drain(id);
     }
     if before.current_task.clone().unwrap_or_default() != hb.current_task {
-        state
-            .events
-            .emit(
-                EventType::TaskUpdated,
-                Some(id),
-                json!({ "current_task": hb.current_task, "active_tasks": record.active_tasks }),
-            )
-            .await;
-    }
-    state
-        .events
-        .emit(
-            EventType::WorkspaceHeartbeat,
+        state.events.broadcast(
+            EventType::TaskUpdated,
             Some(id),
-            json!({ "active_tasks": record.active_tasks, "uptime_seconds": record.uptime_seconds }),
-        )
-        .await;
+            json!({ "current_task": hb.current_task, "active_tasks": record.active_tasks }),
+        );
+    }
+    state.events.broadcast(
+        EventType::WorkspaceHeartbeat,
+        Some(id),
+        json!({ "active_tasks": record.active_tasks, "uptime_seconds": record.uptime_seconds }),
+    );
     let mut reply = Map::new();
     reply.insert("status".into(), json!("ok"));
-    if let Some(secret) = inbound_secret(&state, id).await {
+    let secret = match &routing.inbound_secret {
+        Some(known) => Some(known.clone()),
+        None => inbound_secret(&state, id).await,
+    };
+    if let Some(secret) = secret {
         reply.insert("platform_inbound_secret".into(), json!(secret));
     }
     Ok(ok_json(StatusCode::OK, Value::Object(reply)))

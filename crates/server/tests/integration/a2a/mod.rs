@@ -4,6 +4,7 @@
 mod delegation;
 mod proxy;
 mod queue;
+mod replicas;
 mod sdk;
 
 use molecule_domain::{WorkspaceId, WorkspaceStatus};

@@ -2,6 +2,7 @@
 //! shutdown, and a clear error with a non-zero exit for each kind of bad configuration. Here:
 //! the harness that runs the binary and reads its log.
 
+mod crash;
 mod refusals;
 mod startup;
 mod state;

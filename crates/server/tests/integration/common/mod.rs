@@ -177,6 +177,19 @@ impl TestServer {
         }
     }
 
+    /// A second replica of this PostgreSQL server: the same security mode, no backend, its
+    /// own store (pools, registry cache, cache listener, group-commit writer) with
+    /// `settings` on the same database; answers once both caches listen.
+    pub async fn replica(&self, settings: molecule_store::StoreSettings) -> TestServer {
+        let db = self._db.replica(settings).await;
+        let replica = Self::start_with_backend(db, self.dev, None, |s| s).await;
+        eventually("both replicas' caches listen", || async {
+            self.state.store.cache_trusted() && replica.state.store.cache_trusted()
+        })
+        .await;
+        replica
+    }
+
     pub fn backend(&self) -> &FakeBackend {
         self.backend.as_deref().expect("a server with a backend")
     }

@@ -31,21 +31,7 @@ impl Platform for ServerPlatform {
     }
 
     fn watch(&self, workspace: WorkspaceId) -> mpsc::Receiver<()> {
-        let mut events = self.events.subscribe_workspace(workspace);
-        let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tx.closed() => return,
-                    got = events.recv() => match got {
-                        // A full channel already holds a signal: nothing is lost.
-                        Some(_) => { let _ = tx.try_send(()); }
-                        None => return,
-                    },
-                }
-            }
-        });
-        rx
+        self.events.watch(workspace)
     }
 
     async fn is_dead(&self, ws: &Workspace) -> bool {

@@ -9,10 +9,12 @@
 
 mod replicas;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use molecule_domain::{EventType, WorkspaceId};
 use molecule_store::Store;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -63,6 +65,8 @@ pub struct EventBus {
     origin: Arc<str>,
     /// Turns `true` when long-lived clients (WebSockets) should close.
     closing: Arc<watch::Sender<bool>>,
+    /// Signals for [`EventBus::watch`], by workspace.
+    watchers: Arc<Mutex<HashMap<WorkspaceId, Vec<mpsc::Sender<()>>>>>,
 }
 
 impl EventBus {
@@ -75,7 +79,38 @@ impl EventBus {
             tx,
             origin: WorkspaceId::new().to_string().into(),
             closing: Arc::new(closing),
+            watchers: Arc::default(),
         }
+    }
+
+    /// A signal (no payload) for every event about `workspace` from now on, local or from
+    /// another replica; a signal waiting unread stands for any number of events. Dropping the
+    /// receiver unsubscribes. Costs no task: the A2A proxy takes one per delivery.
+    pub fn watch(&self, workspace: WorkspaceId) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel(1);
+        self.watchers.lock().entry(workspace).or_default().push(tx);
+        rx
+    }
+
+    /// Signals the watchers of the envelope's workspace, forgetting those that are gone.
+    fn signal(&self, envelope: &Envelope) {
+        let Some(id) = envelope.workspace() else {
+            return;
+        };
+        let mut watchers = self.watchers.lock();
+        if let Some(list) = watchers.get_mut(&id) {
+            list.retain(|w| !matches!(w.try_send(()), Err(mpsc::error::TrySendError::Closed(()))));
+            if list.is_empty() {
+                watchers.remove(&id);
+            }
+        }
+    }
+
+    /// Hands an envelope to the local subscribers and watchers.
+    fn deliver_locally(&self, envelope: Arc<Envelope>) {
+        self.signal(&envelope);
+        // No subscriber is not an error.
+        let _ = self.tx.send(envelope);
     }
 
     /// Emits an event: persisted types are recorded first (if that fails, nothing is
@@ -126,15 +161,13 @@ impl EventBus {
             timestamp: now_rfc3339(),
             payload,
         });
-        // No subscriber is not an error.
-        let _ = self.tx.send(Arc::clone(&envelope));
+        self.deliver_locally(Arc::clone(&envelope));
         replicas::notify(self, &envelope, recorded);
     }
 
     /// Hands an envelope to the local subscribers only.
     pub fn publish(&self, envelope: Envelope) {
-        // No subscriber is not an error.
-        let _ = self.tx.send(Arc::new(envelope));
+        self.deliver_locally(Arc::new(envelope));
     }
 
     /// A receiver of every event from now on.

@@ -325,8 +325,15 @@ pub(crate) async fn heartbeat(
         })
         .unwrap_or_default();
     state.a2a.set_capabilities(id, declared);
-    // A free task slot: deliver what waits in the queue.
-    if record.active_tasks < before.max_concurrent_tasks.max(1) {
+    // A free task slot: deliver what waits in the queue (known from the cache when empty).
+    if record.active_tasks < before.max_concurrent_tasks.max(1)
+        && state
+            .store
+            .queue()
+            .may_have_waiting(id)
+            .await
+            .unwrap_or(true)
+    {
         state.a2a.spawn_drain(id);
     }
     if before.current_task.clone().unwrap_or_default() != hb.current_task {

@@ -19,8 +19,9 @@
 //!    notification is lost on a connection that has not noticed it is dead.
 //!
 //! A fill never overwrites a newer invalidation: a reader takes a [`Ticket`] (the invalidation
-//! counter) before it reads the database and its result is only kept if nothing was forgotten
-//! meanwhile.
+//! counter) before it reads the database, and its result is only kept if the key it is about
+//! (or its whole kind) was not forgotten meanwhile; other keys' churn (heartbeats) does not
+//! hold it back.
 
 mod listen;
 
@@ -52,11 +53,49 @@ struct Entry<T> {
     at: Instant,
 }
 
+/// One kind of entry, with when each key (and the whole kind) was last forgotten.
+#[derive(Debug)]
+struct Kind<K, T> {
+    entries: HashMap<K, Entry<T>>,
+    /// The invalidation count at which each workspace's entries were last forgotten.
+    forgotten: HashMap<WorkspaceId, u64>,
+    /// The invalidation count at which every entry of this kind was last forgotten.
+    all_forgotten: u64,
+}
+
+impl<K, T> Default for Kind<K, T> {
+    fn default() -> Self {
+        Kind {
+            entries: HashMap::new(),
+            forgotten: HashMap::new(),
+            all_forgotten: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, T> Kind<K, T> {
+    /// Whether a read begun at `ticket` about `owner` is still current.
+    fn current(&self, ticket: Ticket, owner: WorkspaceId) -> bool {
+        self.all_forgotten <= ticket.0 && self.forgotten.get(&owner).is_none_or(|v| *v <= ticket.0)
+    }
+
+    fn forget_owner(&mut self, owner: WorkspaceId, at: u64, matches: impl Fn(&K, &T) -> bool) {
+        self.entries.retain(|k, e| !matches(k, &e.value));
+        self.forgotten.insert(owner, at);
+    }
+
+    fn forget_all(&mut self, at: u64) {
+        self.entries.clear();
+        self.forgotten.clear();
+        self.all_forgotten = at;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Maps {
-    workspaces: HashMap<WorkspaceId, Entry<Arc<Routing>>>,
-    tokens: HashMap<Vec<u8>, Entry<WorkspaceId>>,
-    empty_queues: HashMap<WorkspaceId, Entry<()>>,
+    workspaces: Kind<WorkspaceId, Arc<Routing>>,
+    tokens: Kind<Vec<u8>, WorkspaceId>,
+    empty_queues: Kind<WorkspaceId, ()>,
 }
 
 /// The cache. One per [`crate::Store`], shared by its clones.
@@ -68,24 +107,28 @@ pub(crate) struct Registry {
     /// Whether entries may be filled and served (false while cross-replica notifications may
     /// be missed).
     trusted: AtomicBool,
-    ttl: Mutex<Duration>,
+    /// The TTL in milliseconds.
+    ttl_ms: AtomicU64,
 }
 
 impl Registry {
     /// A cache that is trusted from the start (`true`: one process owns the database) or
     /// only once its listener listens (`false`).
     pub(crate) fn new(trusted: bool) -> Self {
-        Registry {
+        let registry = Registry {
             maps: Mutex::new(Maps::default()),
             version: AtomicU64::new(0),
             trusted: AtomicBool::new(trusted),
-            ttl: Mutex::new(DEFAULT_CACHE_TTL),
-        }
+            ttl_ms: AtomicU64::new(0),
+        };
+        registry.set_ttl(DEFAULT_CACHE_TTL);
+        registry
     }
 
     /// Sets how long an entry lives.
     pub(crate) fn set_ttl(&self, ttl: Duration) {
-        *self.ttl.lock() = ttl;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        self.ttl_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Whether the cache serves and fills entries now.
@@ -111,27 +154,16 @@ impl Registry {
             .then(|| Ticket(self.version.load(Ordering::Acquire)))
     }
 
+    /// The next invalidation count (call with the maps locked).
+    fn bump(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     fn fresh<T: Clone>(&self, entry: Option<&Entry<T>>) -> Option<T> {
-        let ttl = *self.ttl.lock();
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
         entry
             .filter(|e| e.at.elapsed() < ttl)
             .map(|e| e.value.clone())
-    }
-
-    /// Runs `fill` on the maps if nothing was forgotten since `ticket` (the caller's result
-    /// is current).
-    fn fill_with(&self, ticket: Ticket, fill: impl FnOnce(&mut Maps)) {
-        let mut maps = self.maps.lock();
-        if self.is_trusted() && self.version.load(Ordering::Acquire) == ticket.0 {
-            fill(&mut maps);
-        }
-    }
-
-    /// Forgets under the lock and bumps the invalidation count.
-    fn forget_with(&self, forget: impl FnOnce(&mut Maps)) {
-        let mut maps = self.maps.lock();
-        forget(&mut maps);
-        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The cached workspace, if fresh.
@@ -139,47 +171,50 @@ impl Registry {
         if !self.is_trusted() {
             return None;
         }
-        self.fresh(self.maps.lock().workspaces.get(&id))
+        self.fresh(self.maps.lock().workspaces.entries.get(&id))
     }
 
-    /// Keeps a workspace read from the database under `ticket`.
+    /// Keeps a workspace read from the database under `ticket`, unless it was forgotten
+    /// since.
     pub(crate) fn fill_workspace(&self, ticket: Ticket, routing: Arc<Routing>) {
-        self.fill_with(ticket, |maps| {
-            let id = routing.workspace.id;
+        let id = routing.workspace.id;
+        let mut maps = self.maps.lock();
+        if self.is_trusted() && maps.workspaces.current(ticket, id) {
             let entry = Entry {
                 value: routing,
                 at: Instant::now(),
             };
-            maps.workspaces.insert(id, entry);
-        });
+            maps.workspaces.entries.insert(id, entry);
+        }
     }
 
     /// Changes a cached workspace in place (a heartbeat this process accepted); nothing when
-    /// it is not cached. In-flight fills of older reads are discarded.
+    /// it is not cached. An in-flight fill of an older read of it is discarded.
     pub(crate) fn update_workspace(&self, id: WorkspaceId, change: impl FnOnce(&mut Workspace)) {
         let mut maps = self.maps.lock();
-        if let Some(entry) = maps.workspaces.get_mut(&id) {
+        let at = self.bump();
+        if let Some(entry) = maps.workspaces.entries.get_mut(&id) {
             let mut routing = (*entry.value).clone();
             change(&mut routing.workspace);
             entry.value = Arc::new(routing);
         }
-        self.version.fetch_add(1, Ordering::AcqRel);
+        maps.workspaces.forgotten.insert(id, at);
     }
 
     /// Forgets a workspace (its row changed) and its queue flag.
     pub(crate) fn forget_workspace(&self, id: WorkspaceId) {
-        self.forget_with(|maps| {
-            maps.workspaces.remove(&id);
-            maps.empty_queues.remove(&id);
-        });
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.workspaces.forget_owner(id, at, |k, _| *k == id);
+        maps.empty_queues.forget_owner(id, at, |k, _| *k == id);
     }
 
     /// Forgets every workspace (a change to many rows at once).
     pub(crate) fn forget_workspaces(&self) {
-        self.forget_with(|maps| {
-            maps.workspaces.clear();
-            maps.empty_queues.clear();
-        });
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.workspaces.forget_all(at);
+        maps.empty_queues.forget_all(at);
     }
 
     /// The workspace a token hash authenticates, if cached and fresh.
@@ -187,56 +222,70 @@ impl Registry {
         if !self.is_trusted() {
             return None;
         }
-        self.fresh(self.maps.lock().tokens.get(hash))
+        self.fresh(self.maps.lock().tokens.entries.get(hash))
     }
 
-    /// Keeps a live token's workspace read under `ticket`.
+    /// Keeps a live token's workspace read under `ticket`, unless that workspace's tokens
+    /// were forgotten since.
     pub(crate) fn fill_token(&self, ticket: Ticket, hash: Vec<u8>, workspace: WorkspaceId) {
-        self.fill_with(ticket, |maps| {
+        let mut maps = self.maps.lock();
+        if self.is_trusted() && maps.tokens.current(ticket, workspace) {
             let entry = Entry {
                 value: workspace,
                 at: Instant::now(),
             };
-            maps.tokens.insert(hash, entry);
-        });
+            maps.tokens.entries.insert(hash, entry);
+        }
     }
 
     /// Forgets every cached token of a workspace (one was revoked, or the workspace removed).
     pub(crate) fn forget_tokens_of(&self, id: WorkspaceId) {
-        self.forget_with(|maps| maps.tokens.retain(|_, e| e.value != id));
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.tokens.forget_owner(id, at, |_, owner| *owner == id);
     }
 
     /// Whether the queue of `id` is known to be empty.
     pub(crate) fn queue_known_empty(&self, id: WorkspaceId) -> bool {
-        self.is_trusted() && self.fresh(self.maps.lock().empty_queues.get(&id)).is_some()
+        self.is_trusted()
+            && self
+                .fresh(self.maps.lock().empty_queues.entries.get(&id))
+                .is_some()
     }
 
     /// Records that the queue of `id` was read empty under `ticket`.
     pub(crate) fn fill_queue_empty(&self, ticket: Ticket, id: WorkspaceId) {
-        self.fill_with(ticket, |maps| {
+        let mut maps = self.maps.lock();
+        if self.is_trusted() && maps.empty_queues.current(ticket, id) {
             let entry = Entry {
                 value: (),
                 at: Instant::now(),
             };
-            maps.empty_queues.insert(id, entry);
-        });
+            maps.empty_queues.entries.insert(id, entry);
+        }
     }
 
     /// A message may now wait in the queue of `id`.
     pub(crate) fn queue_not_empty(&self, id: WorkspaceId) {
-        self.forget_with(|maps| {
-            maps.empty_queues.remove(&id);
-        });
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.empty_queues.forget_owner(id, at, |k, _| *k == id);
     }
 
     /// Forgets every queue flag (rows went back to `queued` without a known workspace).
     pub(crate) fn forget_queues(&self) {
-        self.forget_with(|maps| maps.empty_queues.clear());
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.empty_queues.forget_all(at);
     }
 
     /// Forgets everything.
     pub(crate) fn forget_all(&self) {
-        self.forget_with(|maps| *maps = Maps::default());
+        let mut maps = self.maps.lock();
+        let at = self.bump();
+        maps.workspaces.forget_all(at);
+        maps.tokens.forget_all(at);
+        maps.empty_queues.forget_all(at);
     }
 
     /// Applies one notification of [`CACHE_CHANNEL`]: `w:<id>` (a workspace row), `t:<id>`
@@ -262,9 +311,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fill_begun_before_an_invalidation_is_dropped() {
+    fn a_fill_begun_before_an_invalidation_of_its_key_is_dropped() {
         let registry = Registry::new(true);
         let id = WorkspaceId::new();
+        let ticket = registry.ticket().unwrap();
+        registry.forget_tokens_of(WorkspaceId::new());
+        registry.fill_token(ticket, vec![2; 32], id);
+        assert_eq!(registry.token(&[2; 32]), Some(id), "another key's churn is no reason");
         let ticket = registry.ticket().unwrap();
         registry.forget_tokens_of(id);
         registry.fill_token(ticket, vec![1; 32], id);

@@ -9,6 +9,7 @@
 mod common;
 
 mod activity;
+mod channels;
 mod database;
 mod hierarchy;
 mod memories;

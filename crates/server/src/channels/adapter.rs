@@ -12,8 +12,6 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::{discord, lark, slack, telegram};
-
 /// A channel's config: string keys and (string) values.
 pub type Config = Map<String, Value>;
 
@@ -266,22 +264,6 @@ pub trait Adapter: Send + Sync {
     }
 }
 
-/// Every adapter, sorted by display name.
-pub static ADAPTERS: [&dyn Adapter; 4] = [
-    &discord::Discord,
-    &lark::Lark,
-    &slack::Slack,
-    &telegram::Telegram,
-];
-
-/// The adapter of a channel type.
-pub fn adapter(channel_type: &str) -> Option<&'static dyn Adapter> {
-    ADAPTERS
-        .iter()
-        .copied()
-        .find(|a| a.channel_type() == channel_type)
-}
-
 /// A config value as text (`""` when absent or not a string).
 pub fn text<'a>(config: &'a Config, key: &str) -> &'a str {
     config.get(key).and_then(Value::as_str).unwrap_or("")
@@ -313,7 +295,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Bytes of a hex string (either case); `None` when it is not hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -422,13 +404,5 @@ mod tests {
         assert_eq!(parts, vec!["éééé", "éééé", "éé"]);
         let parts = chunks("aa bb cc", 5, |w| w.rfind(' ').unwrap_or(0));
         assert_eq!(parts, vec!["aa", "bb", "cc"]);
-    }
-
-    #[test]
-    fn registry_is_sorted_by_display_name() {
-        let names: Vec<_> = ADAPTERS.iter().map(|a| a.display_name()).collect();
-        assert_eq!(names, ["Discord", "Lark / Feishu", "Slack", "Telegram"]);
-        assert!(adapter("telegram").is_some());
-        assert!(adapter("irc").is_none());
     }
 }

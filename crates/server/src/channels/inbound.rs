@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::ChannelManager;
 use super::adapter::{self, InboundMessage};
+use super::{ChannelManager, registry};
 
 /// How often the typing indicator is repeated while the agent works.
 const TYPING_EVERY: Duration = Duration::from_secs(4);
@@ -82,7 +82,7 @@ impl ChannelManager {
     /// Hands `msg` to the channel's agent and sends its reply back to the chat.
     pub async fn handle_inbound(&self, channel: Channel, msg: InboundMessage) {
         let inner = &self.inner;
-        let Some(adapter) = adapter::adapter(&channel.channel_type) else {
+        let Some(adapter) = registry::adapter(&channel.channel_type) else {
             return;
         };
         if !channel.allowed_users.is_empty()
@@ -232,7 +232,7 @@ impl ChannelManager {
         {
             return Err(OutboundError::BudgetExceeded);
         }
-        let adapter = adapter::adapter(&channel.channel_type).ok_or(OutboundError::Unusable)?;
+        let adapter = registry::adapter(&channel.channel_type).ok_or(OutboundError::Unusable)?;
         if channel.config_error.is_some() {
             return Err(OutboundError::Unusable);
         }

@@ -19,6 +19,7 @@ pub mod discord;
 mod inbound;
 pub mod lark;
 mod poller;
+mod registry;
 pub mod slack;
 pub mod telegram;
 mod webhook;
@@ -35,8 +36,9 @@ use uuid::Uuid;
 use crate::events::EventBus;
 use crate::supervisor::Supervisor;
 
-pub use adapter::{ADAPTERS, Adapter, AdapterError, Ctx, Endpoints, adapter};
+pub use adapter::{Adapter, AdapterError, Ctx, Endpoints};
 pub use inbound::OutboundError;
+pub use registry::{ADAPTERS, adapter};
 pub use webhook::WebhookAnswer;
 
 /// The name of the manager's loop on `/admin/liveness`.

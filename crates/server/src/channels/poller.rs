@@ -13,8 +13,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::ChannelManager;
 use super::adapter::{self, InboundMessage, PollSink, text};
+use super::{ChannelManager, registry};
 
 /// The longest wait before a failed poller is started again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
@@ -93,7 +93,7 @@ impl ChannelManager {
         };
         let wanted: HashMap<Uuid, Channel> = rows
             .into_iter()
-            .filter(|c| adapter::adapter(&c.channel_type).is_some_and(|a| a.polls()))
+            .filter(|c| registry::adapter(&c.channel_type).is_some_and(|a| a.polls()))
             .filter(|c| {
                 if let Some(e) = &c.config_error {
                     tracing::warn!(channel = %c.id, error = %e, "channels: config unreadable");
@@ -143,7 +143,7 @@ impl ChannelManager {
     /// Starts the channel's poller unless one runs for the same row, restarting it when the
     /// row changed and (after the backoff) when it ended.
     fn ensure_poller(&self, channel: Channel) {
-        let Some(adapter) = adapter::adapter(&channel.channel_type) else {
+        let Some(adapter) = registry::adapter(&channel.channel_type) else {
             return;
         };
         let fp = fingerprint(&channel);

@@ -410,7 +410,7 @@ async fn handle_update(
     let Some(msg) = message_of(update) else {
         return;
     };
-    if !chats.is_empty() && !chats.iter().any(|c| *c == msg.chat_id) {
+    if !chats.is_empty() && !chats.contains(&msg.chat_id) {
         return;
     }
     let command = msg

@@ -6,8 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::ChannelManager;
-use super::adapter::{self, Parsed, WebhookRequest, text};
+use super::adapter::{Parsed, WebhookRequest, text};
+use super::{ChannelManager, registry};
 
 /// The receiver's answer: a status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,7 @@ fn slug_matches(username: &str, slug: &str) -> bool {
 impl ChannelManager {
     /// Receives one webhook request for `channel_type`.
     pub async fn receive(&self, channel_type: &str, request: WebhookRequest) -> WebhookAnswer {
-        let Some(adapter) = adapter::adapter(channel_type) else {
+        let Some(adapter) = registry::adapter(channel_type) else {
             return answer(404, json!({"error": "unknown channel type"}));
         };
         let rows = match self

@@ -40,7 +40,7 @@ fn sensitive_keys(a: &dyn Adapter) -> Vec<String> {
 /// A channel as listed: every sensitive value masked.
 fn view(c: &Channel) -> Value {
     let mut config = c.config.clone();
-    if let Some(a) = adapter::adapter(&c.channel_type) {
+    if let Some(a) = crate::channels::adapter(&c.channel_type) {
         for key in sensitive_keys(a) {
             if let Some(Value::String(s)) = config.get_mut(&key)
                 && !s.is_empty()
@@ -136,7 +136,7 @@ pub(crate) async fn create(
     if channel_type.is_empty() {
         return Err(ApiError::bad_request("channel_type is required"));
     }
-    let Some(a) = adapter::adapter(channel_type) else {
+    let Some(a) = crate::channels::adapter(channel_type) else {
         return Err(ApiError::bad_request(format!(
             "unsupported channel_type: {channel_type}"
         )));
@@ -222,7 +222,7 @@ pub(crate) async fn update(
         .await
         .or_internal("update failed")?
         .ok_or_else(|| ApiError::not_found("channel not found"))?;
-    let a = adapter::adapter(&channel.channel_type)
+    let a = crate::channels::adapter(&channel.channel_type)
         .ok_or_else(|| ApiError::bad_request("unsupported channel_type"))?;
     let mut change = ChannelUpdate::default();
     if let Some(patch) = body.get("config") {
@@ -352,7 +352,7 @@ pub(crate) async fn discover(State(state): State<AppState>, body: Bytes) -> ApiR
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| ApiError::bad_request("workspace_id is required"))?;
     let channel_type = body["channel_type"].as_str().unwrap_or("telegram");
-    if adapter::adapter(channel_type).is_none() {
+    if crate::channels::adapter(channel_type).is_none() {
         return Err(ApiError::bad_request("unsupported channel_type"));
     }
     if channel_type != "telegram" {

@@ -280,6 +280,53 @@ async fn crud_validation_masking_and_ciphertext(db: TestStore) {
     assert_status(s.call("DELETE", &one, Some(&token), None).await, 200);
     let (status, _) = s.call("DELETE", &one, Some(&token), None).await;
     assert_eq!(status, 404);
+
+    // Discovery (admin): the chats the bot sees, each /start answered with its chat id.
+    let discover = |body: Value| s.call("POST", "/channels/discover", Some(ADMIN), Some(body));
+    for (body, message) in [
+        (json!({"workspace_id": ws}), "bot_token is required"),
+        (json!({"bot_token": BOT_TOKEN}), "workspace_id is required"),
+        (
+            json!({"bot_token": BOT_TOKEN, "workspace_id": ws, "channel_type": "irc"}),
+            "unsupported channel_type",
+        ),
+        (
+            json!({"bot_token": BOT_TOKEN, "workspace_id": ws, "channel_type": "slack"}),
+            "discovery not supported for slack",
+        ),
+        (
+            json!({"bot_token": "nope", "workspace_id": ws}),
+            "invalid bot token format",
+        ),
+        (
+            json!({"bot_token": fake::REVOKED_TOKEN, "workspace_id": ws}),
+            "Invalid bot token. Check the token from @BotFather and try again.",
+        ),
+    ] {
+        let (status, reply) = discover(body).await;
+        assert_eq!((status, reply["error"].as_str()), (400, Some(message)));
+    }
+    fake.push_update(json!({"message": {
+        "message_id": 9, "text": "/start", "chat": {"id": 55, "type": "private", "first_name": "Ann", "last_name": "Lee"},
+        "from": {"id": 55, "first_name": "Ann"},
+    }}));
+    let body = json!({"bot_token": BOT_TOKEN, "workspace_id": ws, "channel_type": "telegram"});
+    let found = assert_status(discover(body).await, 200);
+    assert_eq!(found["bot_username"], "test_bot");
+    assert_eq!(
+        found["chats"],
+        json!([{"chat_id": "55", "name": "Ann Lee", "type": "private"}])
+    );
+    assert!(
+        found["privacy_warning"]
+            .as_str()
+            .unwrap()
+            .contains("@test_bot")
+    );
+    let welcome = fake
+        .wait_call("telegram", "sendMessage", |c| c.body["chat_id"] == 55)
+        .await;
+    assert!(welcome.body["text"].as_str().unwrap().contains("55"));
 }
 
 async fn telegram_long_polling_reaches_the_agent_and_answers(db: TestStore) {
@@ -370,8 +417,31 @@ async fn telegram_long_polling_reaches_the_agent_and_answers(db: TestStore) {
     let (_, live) = s.call("GET", "/admin/liveness", Some(ADMIN), None).await;
     assert!(live["subsystems"]["channel-manager"].is_object(), "{live}");
 
+    // A poller whose token is revoked stops, and is started again after a backoff (it
+    // never stays dead, spec §D13).
+    let (ws2, _) = s.provisioned("revoked", None).await;
+    let revoked = json!({"bot_token": fake::REVOKED_TOKEN, "chat_id": "1"});
+    let id2: uuid::Uuid = create_channel(
+        &s,
+        ws2,
+        json!({"channel_type": "telegram", "config": revoked}),
+    )
+    .await
+    .parse()
+    .unwrap();
+    // The first poller and two starts of the revoked one each took the bot off webhooks.
+    eventually("the revoked poller was started again", || async {
+        fake.calls_of("telegram", "deleteWebhook").len() >= 3
+    })
+    .await;
+    let one2 = format!("/workspaces/{ws2}/channels/{id2}");
+    assert_status(s.call("DELETE", &one2, Some(ADMIN), None).await, 200);
+
     // Disabling the channel stops its poller.
-    assert_eq!(s.state.channels.polling(), vec![channel]);
+    eventually("only the live channel polls", || async {
+        s.state.channels.polling() == vec![channel]
+    })
+    .await;
     let off = json!({"enabled": false});
     let one = format!("/workspaces/{ws}/channels/{id}");
     assert_status(s.call("PATCH", &one, Some(ADMIN), Some(off)).await, 200);

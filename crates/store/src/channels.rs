@@ -18,8 +18,8 @@ use crate::cipher::{self, CipherError, SecretKey};
 use crate::db::{Pool, Sql};
 use crate::types::{DbTime, DbUuid};
 
-/// One stored channel, its config opened.
-#[derive(Debug, Clone, PartialEq)]
+/// One stored channel, its config opened. Its `Debug` lists the config's keys only.
+#[derive(Clone, PartialEq)]
 pub struct Channel {
     /// Its id.
     pub id: Uuid,
@@ -48,8 +48,22 @@ pub struct Channel {
     pub updated_at: OffsetDateTime,
 }
 
-/// A channel to create.
-#[derive(Debug, Clone, PartialEq)]
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .field("workspace_id", &self.workspace_id)
+            .field("channel_type", &self.channel_type)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .field("config_error", &self.config_error)
+            .field("enabled", &self.enabled)
+            .field("message_count", &self.message_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A channel to create. Its `Debug` lists the config's keys only.
+#[derive(Clone, PartialEq)]
 pub struct NewChannel {
     /// The workspace.
     pub workspace_id: WorkspaceId,
@@ -65,8 +79,18 @@ pub struct NewChannel {
     pub enabled: bool,
 }
 
-/// A change to a channel: `None` keeps the stored value.
-#[derive(Debug, Clone, Default, PartialEq)]
+impl std::fmt::Debug for NewChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewChannel")
+            .field("workspace_id", &self.workspace_id)
+            .field("channel_type", &self.channel_type)
+            .field("config_keys", &self.config.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A change to a channel: `None` keeps the stored value. Its `Debug` shows no config value.
+#[derive(Clone, Default, PartialEq)]
 pub struct ChannelUpdate {
     /// The whole new config in plaintext, and the keys sealed at rest.
     pub config: Option<(Map<String, Value>, Vec<String>)>,
@@ -76,6 +100,23 @@ pub struct ChannelUpdate {
     pub enabled: Option<bool>,
     /// A new budget (`Some(None)`: unlimited).
     pub channel_budget: Option<Option<i32>>,
+}
+
+impl std::fmt::Debug for ChannelUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelUpdate")
+            .field(
+                "config",
+                &self
+                    .config
+                    .as_ref()
+                    .map(|(c, _)| c.keys().collect::<Vec<_>>()),
+            )
+            .field("allowed_users", &self.allowed_users)
+            .field("enabled", &self.enabled)
+            .field("channel_budget", &self.channel_budget)
+            .finish()
+    }
 }
 
 const COLUMNS: &str = "id, workspace_id, channel_type, channel_config, enabled, allowed_users, \

@@ -26,7 +26,8 @@ pub(super) struct Poller {
     fingerprint: u64,
     task: JoinHandle<()>,
     workspace: molecule_domain::WorkspaceId,
-    token: String,
+    /// The SHA-256 of its bot token (never the token: the manager's `Debug` shows this).
+    token_hash: Vec<u8>,
     /// Consecutive ends, for the restart backoff.
     failures: u32,
     /// Not before this may it be started again (after an end).
@@ -42,6 +43,11 @@ impl Drop for StopAll {
             p.task.abort();
         }
     }
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).to_vec()
 }
 
 fn fingerprint(c: &Channel) -> u64 {
@@ -191,7 +197,7 @@ impl ChannelManager {
                 fingerprint: fp,
                 task,
                 workspace: channel.workspace_id,
-                token: text(&channel.config, "bot_token").to_owned(),
+                token_hash: token_hash(text(&channel.config, "bot_token")),
                 failures,
                 retry_at: None,
             },
@@ -230,7 +236,7 @@ impl ChannelManager {
             .lock()
             .iter()
             .filter(|(_, p)| {
-                p.workspace == ws && adapter::same_secret(p.token.as_bytes(), token.as_bytes())
+                p.workspace == ws && adapter::same_secret(&p.token_hash, &token_hash(token))
             })
             .map(|(id, _)| *id)
             .collect();

@@ -312,7 +312,7 @@ pub fn fresh(timestamp: &str, now: OffsetDateTime, window: i64) -> bool {
         .parse::<i64>()
         .ok()
         .and_then(|ts| now.unix_timestamp().checked_sub(ts))
-        .is_some_and(|age| age.abs() <= window)
+        .is_some_and(|age| age.unsigned_abs() <= window.unsigned_abs())
 }
 
 /// How far (seconds) a signed timestamp may be from now.
@@ -360,8 +360,8 @@ pub fn chunks(text: &str, max: usize, cut: impl Fn(&str) -> usize) -> Vec<String
         let end = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
         let window = &rest[..end];
         let keep = match cut(window) {
-            0 => end,
-            n => n.min(end),
+            n if n > 0 && n < end && rest.is_char_boundary(n) => n,
+            _ => end,
         };
         let (head, tail) = rest.split_at(keep);
         if !head.trim().is_empty() {

@@ -12,9 +12,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
-    a2a, activity, admin, agents, approvals, artifacts, canvas, checkpoints, discovery, events,
-    instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry,
-    schedules, secrets, system, team, tokens, workspaces,
+    a2a, activity, admin, agents, approvals, artifacts, canvas, channels, checkpoints, discovery,
+    events, instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry,
+    schedules, secrets, system, team, tokens, webhooks, workspaces,
 };
 use crate::state::AppState;
 
@@ -175,6 +175,17 @@ pub const ROUTES: &[Route] = &[
     route!(POST "/workspaces/{id}/schedules/{schedule_id}/run", Workspace => schedules::run),
     route!(GET "/workspaces/{id}/schedules/{schedule_id}/history", Workspace => schedules::history),
     route!(GET "/admin/schedules/health", Admin => schedules::admin_health),
+    route!(GET "/channels/adapters", Public => channels::adapters),
+    route!(GET "/workspaces/{id}/channels", Workspace => channels::list),
+    route!(POST "/workspaces/{id}/channels", Workspace => channels::create),
+    route!(PATCH "/workspaces/{id}/channels/{channel_id}", Workspace => channels::update),
+    route!(DELETE "/workspaces/{id}/channels/{channel_id}", Workspace => channels::remove),
+    route!(POST "/workspaces/{id}/channels/{channel_id}/send", Workspace => channels::send),
+    route!(POST "/workspaces/{id}/channels/{channel_id}/test", Workspace => channels::test),
+    route!(POST "/channels/discover", Admin => channels::discover),
+    route!(POST "/webhooks/github", Public => webhooks::github),
+    route!(POST "/webhooks/github/{id}", Public => webhooks::github_for),
+    route!(POST "/webhooks/{type}", Public => webhooks::channel),
     route!(POST "/workspaces/{id}/memories", Workspace => memories::commit),
     route!(GET "/workspaces/{id}/memories", Workspace => memories::recall),
     route!(POST "/workspaces/{id}/mcp", Workspace => mcp::post),

@@ -14,7 +14,7 @@ use crate::state::AppState;
 
 /// Starts the loops: `rate-limit-janitor`, `mcp-rate-limit-janitor`, `liveness-monitor`, `health-sweep`,
 /// `a2a-queue-sweep`, `orphan-sweeper`, `hibernation-monitor`, `provision-timeout-sweep` and
-/// `scheduler` (`crate::scheduler`).
+/// `scheduler` (`crate::scheduler`) and `channel-manager` (`crate::channels`).
 pub fn spawn_all(state: &AppState, config: &Config) {
     rate_limit::spawn_janitor("rate-limit-janitor", &state.rate_limiter, &state.supervisor);
     rate_limit::spawn_janitor(
@@ -56,6 +56,7 @@ pub fn spawn_all(state: &AppState, config: &Config) {
     );
     spawn_queue_sweep(state);
     state.scheduler.spawn(&state.supervisor);
+    state.channels.spawn(&state.supervisor);
 }
 
 /// A whole number of seconds from the configuration (saturating).

@@ -185,6 +185,52 @@ pub struct Config {
     /// The tenant's org id (SaaS).
     #[arg(long, env = "MOLECULE_ORG_ID")]
     pub org_id: Option<String>,
+
+    /// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`); unset:
+    /// `POST /webhooks/github` answers 503.
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+
+    /// Base URL of the Telegram Bot API.
+    #[arg(
+        long,
+        env = "MOLECULE_TELEGRAM_API_URL",
+        default_value = "https://api.telegram.org"
+    )]
+    pub telegram_api_url: String,
+
+    /// Base URL of the Slack Web API.
+    #[arg(
+        long,
+        env = "MOLECULE_SLACK_API_URL",
+        default_value = "https://slack.com/api"
+    )]
+    pub slack_api_url: String,
+
+    /// Base URL Slack incoming-webhook URLs must start with.
+    #[arg(
+        long,
+        env = "MOLECULE_SLACK_HOOKS_URL",
+        default_value = "https://hooks.slack.com"
+    )]
+    pub slack_hooks_url: String,
+
+    /// Base URL of Discord (webhook URLs start with `<it>/api/webhooks/`).
+    #[arg(
+        long,
+        env = "MOLECULE_DISCORD_API_URL",
+        default_value = "https://discord.com"
+    )]
+    pub discord_api_url: String,
+
+    /// Comma-separated Lark / Feishu base URLs (bot webhook URLs start with
+    /// `<one>/open-apis/bot/v2/hook/`).
+    #[arg(
+        long,
+        env = "MOLECULE_LARK_API_URLS",
+        default_value = "https://open.feishu.cn,https://open.larksuite.com"
+    )]
+    pub lark_api_urls: String,
 }
 
 impl Config {
@@ -249,6 +295,23 @@ impl Config {
         crate::scheduler::Settings {
             poll_every: std::time::Duration::from_secs(self.scheduler_poll_seconds.max(1)),
             ..crate::scheduler::Settings::default()
+        }
+    }
+
+    /// The chat platforms' base URLs (trailing slashes dropped).
+    pub fn channel_endpoints(&self) -> crate::channels::Endpoints {
+        let base = |s: &str| s.trim().trim_end_matches('/').to_owned();
+        crate::channels::Endpoints {
+            telegram: base(&self.telegram_api_url),
+            slack_api: base(&self.slack_api_url),
+            slack_hooks: base(&self.slack_hooks_url),
+            discord: base(&self.discord_api_url),
+            lark: self
+                .lark_api_urls
+                .split(',')
+                .map(base)
+                .filter(|s| !s.is_empty())
+                .collect(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 mod backend;
 mod background;
+pub mod channels;
 pub mod config;
 pub(crate) mod error;
 pub mod events;
@@ -97,7 +98,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_a2a_settings(config.a2a_settings())
         .with_scheduler_settings(config.scheduler_settings())
         .with_configs_dir(config.configs_dir())
-        .with_observability(config.langfuse(), config.audit_ledger_salt.clone());
+        .with_observability(config.langfuse(), config.audit_ledger_salt.clone())
+        .with_channel_endpoints(config.channel_endpoints())
+        .with_github_webhook_secret(config.github_webhook_secret.clone());
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

@@ -8,6 +8,7 @@ use std::time::Duration;
 use molecule_store::Store;
 
 use crate::a2a_platform::ServerPlatform;
+use crate::channels::ChannelManager;
 use crate::events::EventBus;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -56,6 +57,12 @@ pub struct AppState {
     pub http_client: reqwest::Client,
     /// The cron scheduler (its loop is started by `background::spawn_all`).
     pub scheduler: Scheduler,
+    /// The chat channel manager (its loop is started by `background::spawn_all`).
+    pub channels: ChannelManager,
+    /// `GITHUB_WEBHOOK_SECRET`: `POST /webhooks/github` answers 503 without it.
+    pub github_webhook_secret: Option<Arc<String>>,
+    /// GitHub delivery ids seen recently (a redelivery is not handled twice).
+    pub github_deliveries: Arc<parking_lot::Mutex<std::collections::VecDeque<String>>>,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -102,8 +109,18 @@ impl AppState {
             crate::scheduler::Settings::default(),
             Arc::new(crate::scheduler::SystemClock),
         );
+        let channels = ChannelManager::new(
+            store.clone(),
+            a2a.clone(),
+            events.clone(),
+            crate::channels::Ctx::new(crate::channels::Endpoints::default()),
+            crate::channels::Settings::default(),
+        );
         Self {
             scheduler,
+            channels,
+            github_webhook_secret: None,
+            github_deliveries: Arc::default(),
             a2a,
             store,
             security,
@@ -145,6 +162,7 @@ impl AppState {
     pub fn with_a2a_settings(mut self, settings: molecule_a2a::Settings) -> Self {
         self.a2a = self.a2a.with_settings(settings);
         self.scheduler = self.scheduler.with_proxy(self.a2a.clone());
+        self.channels = self.channels.rebuilt(self.a2a.clone(), None, None);
         self
     }
 
@@ -163,6 +181,28 @@ impl AppState {
     /// The same state with this scheduler (other settings, or a test clock).
     pub fn with_scheduler(mut self, scheduler: Scheduler) -> Self {
         self.scheduler = scheduler;
+        self
+    }
+
+    /// The same state with chat platforms at these base URLs.
+    pub fn with_channel_endpoints(mut self, endpoints: crate::channels::Endpoints) -> Self {
+        let ctx = crate::channels::Ctx::new(endpoints);
+        self.channels = self.channels.rebuilt(self.a2a.clone(), Some(ctx), None);
+        self
+    }
+
+    /// The same state with this channel manager (other settings or a test context).
+    pub fn with_channels(mut self, channels: ChannelManager) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// The same state with this GitHub webhook secret (empty: none).
+    pub fn with_github_webhook_secret(mut self, secret: Option<String>) -> Self {
+        self.github_webhook_secret = secret
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map(Arc::new);
         self
     }
 

@@ -172,6 +172,38 @@ pub(crate) fn open(
         .map_err(|_| CipherError::NotUtf8)
 }
 
+/// The prefix of a value sealed into a text field (a channel's config): `ec1:` + base64 of
+/// `nonce || ciphertext || tag`.
+pub const TEXT_PREFIX: &str = "ec1:";
+
+/// Seals a value into a text field. Without a key, an empty value, or one already sealed
+/// (idempotent), the value is kept as it is.
+pub(crate) fn seal_text(key: Option<&SecretKey>, value: &str) -> Result<String, CipherError> {
+    let Some(key) = key else {
+        return Ok(value.to_owned());
+    };
+    if value.is_empty() || value.starts_with(TEXT_PREFIX) {
+        return Ok(value.to_owned());
+    }
+    let (blob, _) = seal(Some(key), value)?;
+    Ok(format!("{TEXT_PREFIX}{}", STANDARD.encode(blob)))
+}
+
+/// Opens a text field: a value without the prefix is legacy plaintext and passes through; a
+/// sealed one with no key loaded stays as it is; bad base64 or a failed open is an error.
+pub(crate) fn open_text(key: Option<&SecretKey>, value: &str) -> Result<String, CipherError> {
+    let Some(encoded) = value.strip_prefix(TEXT_PREFIX) else {
+        return Ok(value.to_owned());
+    };
+    if key.is_none() {
+        return Ok(value.to_owned());
+    }
+    let blob = STANDARD
+        .decode(encoded.as_bytes())
+        .map_err(|_| CipherError::Decrypt)?;
+    open(key, &blob, VERSION_AES_GCM).map(Secret::into_exposed)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -194,6 +226,23 @@ mod tests {
         let k = SecretKey::generate().unwrap();
         assert_eq!(SecretKey::parse(&k.to_base64()).unwrap(), k);
         assert!(!format!("{k:?}").contains(&k.to_base64()));
+    }
+
+    #[test]
+    fn text_fields() {
+        let key = SecretKey::generate().unwrap();
+        let sealed = seal_text(Some(&key), "123:token").unwrap();
+        assert!(sealed.starts_with(TEXT_PREFIX));
+        assert!(!sealed.contains("123:token"));
+        assert_eq!(seal_text(Some(&key), &sealed).unwrap(), sealed);
+        assert_eq!(seal_text(Some(&key), "").unwrap(), "");
+        assert_eq!(seal_text(None, "plain").unwrap(), "plain");
+        assert_eq!(open_text(Some(&key), &sealed).unwrap(), "123:token");
+        assert_eq!(open_text(Some(&key), "legacy").unwrap(), "legacy");
+        assert_eq!(open_text(None, &sealed).unwrap(), sealed);
+        let other = SecretKey::generate().unwrap();
+        assert_eq!(open_text(Some(&other), &sealed), Err(CipherError::Decrypt));
+        assert_eq!(open_text(Some(&key), "ec1:!!"), Err(CipherError::Decrypt));
     }
 
     #[test]

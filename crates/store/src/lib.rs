@@ -13,6 +13,7 @@ mod agents;
 mod approvals;
 mod audit;
 mod canvas;
+mod channels;
 mod checkpoints;
 mod cipher;
 mod error;
@@ -54,8 +55,11 @@ pub use agents::{AgentRecord, AgentRefusal, Agents};
 pub use approvals::{APPROVAL_LIST_LIMIT, Approval, Approvals, NewApproval, Undecided};
 pub use audit::{Audit, AuditEvent, AuditQuery};
 pub use canvas::{Canvas, VIEWPORT_ID, Viewport};
+pub use channels::{Channel, ChannelUpdate, Channels, HISTORY_KEEP, NewChannel};
 pub use checkpoints::{Checkpoint, Checkpoints};
-pub use cipher::{CipherError, KeyError, Secret, SecretKey, VERSION_AES_GCM, VERSION_PLAINTEXT};
+pub use cipher::{
+    CipherError, KeyError, Secret, SecretKey, TEXT_PREFIX, VERSION_AES_GCM, VERSION_PLAINTEXT,
+};
 pub use error::{ConnectError, StoreError};
 pub use events::{Events, StoredEvent};
 pub use hierarchy::MAX_ANCESTOR_HOPS;
@@ -286,6 +290,11 @@ impl Store {
     /// The workspace and global secrets.
     pub fn secrets(&self) -> Secrets<'_> {
         Secrets::new(&self.db, self.key.as_deref())
+    }
+
+    /// The chat channels, their sensitive config sealed with the secrets key.
+    pub fn channels(&self) -> Channels<'_> {
+        Channels::new(&self.db, self.key.as_deref())
     }
 
     /// The org API tokens.

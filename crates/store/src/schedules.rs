@@ -294,6 +294,32 @@ impl<'a> Schedules<'a> {
         Ok(n > 0)
     }
 
+    /// Makes every enabled schedule with a next run whose lower-cased name contains one of
+    /// `patterns` due at `at` (a GitHub trigger), only the workspace's when one is given;
+    /// answers how many changed.
+    pub async fn trigger_named(
+        &self,
+        patterns: &[&str],
+        ws: Option<WorkspaceId>,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let sql = Sql::same(
+            "UPDATE workspace_schedules SET next_run_at = $2, updated_at = $2 \
+             WHERE enabled AND next_run_at IS NOT NULL AND LOWER(name) LIKE $1 \
+             AND ($3 IS NULL OR workspace_id = $3)",
+        );
+        let mut n = 0;
+        let mut tx = self.db.begin().await?;
+        for p in patterns {
+            let like = format!("%{}%", p.to_lowercase());
+            n += db_query!(
+                tx.exec(), query, sql, like, DbTime::at(at), ws.map(DbUuid::from); execute
+            )?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Disables every schedule of these workspaces (a workspace delete).
     pub async fn disable_for(&self, ids: &[WorkspaceId]) -> Result<u64, StoreError> {
         let mut n = 0;

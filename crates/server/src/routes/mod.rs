@@ -7,6 +7,7 @@ pub(crate) mod agents;
 pub(crate) mod approvals;
 pub(crate) mod artifacts;
 pub(crate) mod canvas;
+pub(crate) mod channels;
 pub(crate) mod checkpoints;
 pub(crate) mod discovery;
 pub(crate) mod events;
@@ -23,6 +24,7 @@ pub(crate) mod secrets;
 pub(crate) mod system;
 pub(crate) mod team;
 pub(crate) mod tokens;
+pub(crate) mod webhooks;
 pub(crate) mod workspaces;
 
 mod body;

@@ -19,6 +19,8 @@ fn concrete(path: &str, id: &str) -> String {
         .replace("{key}", "SOME_KEY")
         .replace("{queue_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{delegation_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{channel_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{type}", "unknown-type")
 }
 
 async fn strict_mode_matrix(db: TestStore) {

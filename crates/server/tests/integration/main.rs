@@ -15,6 +15,7 @@ mod a2a;
 mod activity;
 mod auth_matrix;
 mod binary;
+mod channels;
 mod discovery;
 mod docker_e2e;
 mod docker_unreachable;

@@ -322,6 +322,12 @@ impl<'a> Workspaces<'a> {
                  WHERE workspace_id = $1 AND enabled",
             );
             db_query!(tx.exec(), query, schedules, DbUuid::from(*id), now; execute)?;
+            // Nor do its chat channels poll or answer (spec §D28).
+            let channels = Sql::same(
+                "UPDATE workspace_channels SET enabled = false, updated_at = $2 \
+                 WHERE workspace_id = $1 AND enabled",
+            );
+            db_query!(tx.exec(), query, channels, DbUuid::from(*id), now; execute)?;
         }
         tx.commit().await?;
         for id in ids {

@@ -10,6 +10,7 @@ mod common;
 
 mod activity;
 mod cache;
+mod channels;
 mod database;
 mod hierarchy;
 mod memories;

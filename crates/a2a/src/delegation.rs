@@ -249,7 +249,7 @@ pub(crate) async fn update(shared: &Shared, source: WorkspaceId, id: &str, raw: 
             response_body: Some(json!({ "text": preview_text, "delegation_id": id })),
             ..delegation_row(source, target, RESULT, "completed")
         };
-        shared.record_quietly(&row).await;
+        shared.record_quietly(row).await;
         (
             EventType::DelegationComplete,
             json!({ "delegation_id": id, "response_preview": preview_text }),

@@ -141,7 +141,7 @@ impl Tracked<'_> {
             error_detail: error,
             ..delegation_row(self.source, Some(self.target), RESULT, status)
         };
-        self.shared.record_quietly(&row).await;
+        self.shared.record_quietly(row).await;
     }
 
     async fn status_event(self, status: &str) {

@@ -179,14 +179,15 @@ impl Attempt<'_> {
                 status: if status < 400 { "ok" } else { "error" }.into(),
                 ..self.row(summary(self.normalized, ws), elapsed)
             };
-            shared.record_quietly(&row).await;
+            shared.record_quietly(row).await;
             if status < 400 {
-                let payload = json!({
-                    "response_body": parsed.clone().unwrap_or(Value::Null),
-                    "method": self.normalized.method,
-                    "duration_ms": millis(elapsed),
+                self.answer_heard(|| {
+                    json!({
+                        "response_body": parsed.clone().unwrap_or(Value::Null),
+                        "method": self.normalized.method,
+                        "duration_ms": millis(elapsed),
+                    })
                 });
-                self.answer_heard(payload).await;
             }
         }
         if (200..300).contains(&status) {
@@ -215,7 +216,7 @@ impl Attempt<'_> {
         let confirmed = (200..400).contains(&status);
         if self.log && confirmed {
             let row = self.row(summary(self.normalized, self.ws), elapsed);
-            self.shared.record_quietly(&row).await;
+            self.shared.record_quietly(row).await;
         }
         let reply = Reply::json(
             502,
@@ -251,27 +252,27 @@ impl Attempt<'_> {
             error_detail: cut.map(|f| f.describe().to_owned()),
             ..self.row(title, relayed.elapsed)
         };
-        self.shared.record_quietly(&row).await;
+        self.shared.record_quietly(row).await;
         if cut.is_none() {
-            let payload = json!({
-                "response_body": last.unwrap_or(Value::Null),
-                "method": self.normalized.method,
-                "duration_ms": millis(relayed.elapsed),
-                "status": status,
+            self.answer_heard(|| {
+                json!({
+                    "response_body": last.unwrap_or(Value::Null),
+                    "method": self.normalized.method,
+                    "duration_ms": millis(relayed.elapsed),
+                    "status": status,
+                })
             });
-            self.answer_heard(payload).await;
         }
     }
 
-    /// After a successful answer: the user's canvas hears it (`A2A_RESPONSE` with `payload`),
-    /// a calling workspace's last outbound time moves.
-    async fn answer_heard(self, payload: Value) {
+    /// After a successful answer: the user's canvas hears it (`A2A_RESPONSE` with the
+    /// payload, built only then), a calling workspace's last outbound time moves.
+    fn answer_heard(self, payload: impl FnOnce() -> Value) {
         match self.caller {
             Caller::User => {
                 self.shared
                     .platform
-                    .emit(EventType::A2aResponse, self.ws.id, payload)
-                    .await;
+                    .broadcast(EventType::A2aResponse, self.ws.id, payload());
             }
             Caller::Workspace(id) => self.shared.store.workspaces().touch_outbound(*id),
             Caller::System(_) => {}
@@ -299,7 +300,7 @@ impl Attempt<'_> {
                 error_detail: Some(failure.describe().into()),
                 ..self.row(title, elapsed)
             };
-            shared.record_quietly(&row).await;
+            shared.record_quietly(row).await;
         }
         if dead {
             shared.platform.declare_dead(ws).await;

@@ -34,12 +34,16 @@ pub async fn record_quietly(store: &Store, platform: &dyn Platform, new: &NewAct
 
 /// The row to store: an empty tool trace is no tool trace.
 pub fn without_empty_trace(new: &NewActivity) -> NewActivity {
+    strip_empty_trace(new.clone())
+}
+
+/// [`without_empty_trace`] of a row the caller gives away (no copy).
+pub fn strip_empty_trace(mut new: NewActivity) -> NewActivity {
     let empty = |v: &Value| match v {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         other => other.is_null(),
     };
-    let mut new = new.clone();
     if new.tool_trace.as_ref().is_some_and(empty) {
         new.tool_trace = None;
     }

@@ -117,7 +117,7 @@ async fn queue_ahead(shared: &Shared, ws: &Workspace) -> Ahead {
 async fn log_poll(shared: &Shared, ws: &Workspace, caller: &Caller, normalized: &Normalized) {
     let title = format!("{} (queued for poll)", summary(normalized, ws));
     shared
-        .record_quietly(&receive_row(ws, caller, normalized, title))
+        .record_quietly(receive_row(ws, caller, normalized, title))
         .await;
 }
 

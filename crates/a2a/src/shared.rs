@@ -85,10 +85,10 @@ impl Shared {
 
     /// Queues an activity row for the group-commit writer; its `ACTIVITY_LOGGED` broadcast
     /// follows its commit (the hook [`Shared::new`] installs).
-    pub(crate) async fn record_quietly(&self, row: &NewActivity) {
+    pub(crate) async fn record_quietly(&self, row: NewActivity) {
         self.store
             .activity()
-            .record_later(&log::without_empty_trace(row))
+            .record_later(log::strip_empty_trace(row))
             .await;
     }
 }

@@ -228,20 +228,16 @@ impl From<Row> for ActivityRow {
     }
 }
 
-/// An optional string with the empty string as `None`.
-fn text(v: &Option<String>) -> Option<String> {
-    v.clone().filter(|s| !s.is_empty())
-}
-
 /// The row `new` becomes when written at `created_at` (to the microsecond): a fresh id,
 /// empty texts and JSON `null` bodies as `None`, an empty status as `ok`, the duration
 /// clamped to 32 bits.
-pub(crate) fn prepare(new: &NewActivity, created_at: OffsetDateTime) -> ActivityRow {
-    let keep = |v: &Option<Value>| v.clone().filter(|v| !v.is_null());
+pub(crate) fn prepare(new: NewActivity, created_at: OffsetDateTime) -> ActivityRow {
+    let keep = |v: Option<Value>| v.filter(|v| !v.is_null());
+    let text = |v: Option<String>| v.filter(|s| !s.is_empty());
     let status = if new.status.is_empty() {
         String::from("ok")
     } else {
-        new.status.clone()
+        new.status
     };
     let duration = new
         .duration_ms
@@ -249,19 +245,19 @@ pub(crate) fn prepare(new: &NewActivity, created_at: OffsetDateTime) -> Activity
     ActivityRow {
         id: Uuid::new_v4(),
         workspace_id: new.workspace_id,
-        activity_type: new.activity_type.clone(),
+        activity_type: new.activity_type,
         source_id: new.source_id,
-        caller: text(&new.caller),
+        caller: text(new.caller),
         target_id: new.target_id,
-        method: text(&new.method),
-        summary: text(&new.summary),
-        request_body: keep(&new.request_body),
-        response_body: keep(&new.response_body),
-        tool_trace: keep(&new.tool_trace),
+        method: text(new.method),
+        summary: text(new.summary),
+        request_body: keep(new.request_body),
+        response_body: keep(new.response_body),
+        tool_trace: keep(new.tool_trace),
         duration_ms: duration,
         status,
-        error_detail: text(&new.error_detail),
-        idempotency_key: text(&new.idempotency_key),
+        error_detail: text(new.error_detail),
+        idempotency_key: text(new.idempotency_key),
         created_at: DbTime::at(created_at).0,
     }
 }
@@ -322,7 +318,7 @@ impl<'a> Activity<'a> {
         new: &NewActivity,
         created_at: OffsetDateTime,
     ) -> Result<ActivityRow, StoreError> {
-        let row = prepare(new, created_at);
+        let row = prepare(new.clone(), created_at);
         let sql = Sql::same("INSERT INTO activity_logs (__COLUMNS__) VALUES (__VALUES__)")
             .replace("__COLUMNS__", COLUMNS)
             .replace("__VALUES__", &placeholders(0));
@@ -350,14 +346,15 @@ impl<'a> Activity<'a> {
         Ok(row)
     }
 
-    /// Queues a row for the group-commit writer and answers it as it will be stored (its id
-    /// and creation time are fixed now). Waits while the writer's buffer is full
+    /// Queues a row for the group-commit writer and answers the id it will be stored under
+    /// (its id and creation time are fixed now). Waits while the writer's buffer is full
     /// (back-pressure); once the row is committed the store's activity hook sees it. Reads of
     /// the activity log wait for the rows queued before them, so a reader never misses one.
-    pub async fn record_later(&self, new: &NewActivity) -> ActivityRow {
+    pub async fn record_later(&self, new: NewActivity) -> Uuid {
         let row = prepare(new, OffsetDateTime::now_utc());
-        self.hot.behind.push_activity(row.clone()).await;
-        row
+        let id = row.id;
+        self.hot.behind.push_activity(row).await;
+        id
     }
 
     /// The rows of a workspace matching `query`: newest first, or with a cursor

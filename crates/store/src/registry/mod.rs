@@ -317,7 +317,11 @@ mod tests {
         let ticket = registry.ticket().unwrap();
         registry.forget_tokens_of(WorkspaceId::new());
         registry.fill_token(ticket, vec![2; 32], id);
-        assert_eq!(registry.token(&[2; 32]), Some(id), "another key's churn is no reason");
+        assert_eq!(
+            registry.token(&[2; 32]),
+            Some(id),
+            "another key's churn is no reason"
+        );
         let ticket = registry.ticket().unwrap();
         registry.forget_tokens_of(id);
         registry.fill_token(ticket, vec![1; 32], id);

@@ -21,7 +21,11 @@ const BINDS_PER_ROW: usize = 16;
 /// Writes `rows` and the coalesced updates; answers the ids of the rows stored. One
 /// transaction when it can; when it fails (a row the database refuses), each row is tried on
 /// its own so that one bad row loses nothing else.
-pub(super) async fn write(db: &Pool, rows: &[ActivityRow], coalesced: &Coalesced) -> HashSet<Uuid> {
+pub(super) async fn write(
+    db: &Pool,
+    rows: &[&ActivityRow],
+    coalesced: &Coalesced,
+) -> HashSet<Uuid> {
     match write_all(db, rows, coalesced).await {
         Ok(()) => rows.iter().map(|r| r.id).collect(),
         Err(e) => {
@@ -47,7 +51,7 @@ pub(super) async fn write(db: &Pool, rows: &[ActivityRow], coalesced: &Coalesced
     }
 }
 
-async fn write_all(db: &Pool, rows: &[ActivityRow], c: &Coalesced) -> Result<(), StoreError> {
+async fn write_all(db: &Pool, rows: &[&ActivityRow], c: &Coalesced) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     insert(&mut tx, rows).await?;
     updates(&mut tx, c).await?;
@@ -57,7 +61,7 @@ async fn write_all(db: &Pool, rows: &[ActivityRow], c: &Coalesced) -> Result<(),
 
 async fn insert_alone(db: &Pool, row: &ActivityRow) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    insert(&mut tx, std::slice::from_ref(row)).await?;
+    insert(&mut tx, &[row]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -82,9 +86,9 @@ macro_rules! bind_row {
             .bind(row.target_id.map(DbUuid::from))
             .bind(row.method.clone())
             .bind(row.summary.clone())
-            .bind(row.request_body.clone().map(Json))
-            .bind(row.response_body.clone().map(Json))
-            .bind(row.tool_trace.clone().map(Json))
+            .bind(row.request_body.as_ref().map(Json))
+            .bind(row.response_body.as_ref().map(Json))
+            .bind(row.tool_trace.as_ref().map(Json))
             .bind(row.duration_ms.and_then(|d| i32::try_from(d).ok()))
             .bind(row.status.clone())
             .bind(row.error_detail.clone())
@@ -94,7 +98,7 @@ macro_rules! bind_row {
 }
 
 /// Inserts the rows in multi-row statements.
-async fn insert(tx: &mut Tx, rows: &[ActivityRow]) -> Result<(), StoreError> {
+async fn insert(tx: &mut Tx, rows: &[&ActivityRow]) -> Result<(), StoreError> {
     // PostgreSQL allows 65 535 binds, SQLite 32 766: 1 000 rows fit both.
     for chunk in rows.chunks(1000) {
         let values: Vec<String> = (0..chunk.len())
@@ -108,14 +112,14 @@ async fn insert(tx: &mut Tx, rows: &[ActivityRow]) -> Result<(), StoreError> {
             Db::Postgres(conn) => {
                 let mut query = sqlx::query(&sql);
                 for row in chunk {
-                    query = bind_row!(query, row);
+                    query = bind_row!(query, *row);
                 }
                 query.execute(conn).await?;
             }
             Db::Sqlite(conn) => {
                 let mut query = sqlx::query(&sql);
                 for row in chunk {
-                    query = bind_row!(query, row);
+                    query = bind_row!(query, *row);
                 }
                 query.execute(conn).await?;
             }

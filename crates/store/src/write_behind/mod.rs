@@ -288,7 +288,7 @@ impl WriteBehind {
             batch.answer();
             return;
         }
-        let rows: Vec<ActivityRow> = batch.rows.iter().map(|(row, _)| (**row).clone()).collect();
+        let rows: Vec<&ActivityRow> = batch.rows.iter().map(|(row, _)| &**row).collect();
         let stored = flush::write(db, &rows, &coalesced).await;
         let hook = self.hook.lock().clone();
         if let Some(hook) = hook {
@@ -296,6 +296,7 @@ impl WriteBehind {
                 hook(row);
             }
         }
+        drop(rows);
         flush::send_notices(db, &coalesced.notices).await;
         *self.last_flush.lock() = Some(OffsetDateTime::now_utc());
         batch.answer();

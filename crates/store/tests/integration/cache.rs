@@ -176,7 +176,7 @@ async fn rows_queued_for_the_writer_are_read_back_and_hooked(s: TestStore) {
     for i in 0..300 {
         let mut new = NewActivity::new(ws.id, "a2a_receive");
         new.summary = Some(format!("message {i}"));
-        ids.push(s.activity().record_later(&new).await.id);
+        ids.push(s.activity().record_later(new).await);
     }
     let query = ActivityQuery {
         limit: 1000,

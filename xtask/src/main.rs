@@ -7,7 +7,10 @@
 //!   cycles); see `tidy/mod.rs`.
 //! - `image`: the echo agent, statically linked, in the local image `molecule-echo-agent:dev`
 //!   (`cargo xtask ci` builds it before the tests).
+//! - `bench`: issue 13's performance table (A2A, heartbeats, queue, RSS on SQLite and
+//!   PostgreSQL); not part of `ci`. See `bench.rs`.
 
+mod bench;
 mod boundaries;
 mod ci;
 mod image;
@@ -20,11 +23,12 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci::run(),
+        Some("bench") => bench::run(&args[1..]),
         Some("boundaries") => boundaries::run(),
         Some("image") => image::run(),
         Some("tidy") => tidy::run(),
         Some("help" | "--help" | "-h") | None => {
-            println!("usage: cargo xtask <ci|boundaries|tidy|image>");
+            println!("usage: cargo xtask <ci|boundaries|tidy|image|bench>");
             Ok(())
         }
         Some(other) => bail!("unknown task {other:?}; try `cargo xtask help`"),

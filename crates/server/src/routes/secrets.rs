@@ -67,19 +67,18 @@ fn restart_after_change(state: &AppState, id: WorkspaceId) {
     let _ = state.lifecycle.request_restart(id);
 }
 
-/// Restarts, in the background, every workspace that sees the global secret `key`.
-fn restart_users_of_global(state: &AppState, key: String) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        match state.store.secrets().workspaces_using_global(&key).await {
-            Ok(ids) => {
-                for id in ids {
-                    let _ = state.lifecycle.request_restart(id);
-                }
+/// Restarts, in the background, every workspace that sees the global secret `key` now. The
+/// list is taken before the answer, so a workspace created afterwards (which already starts
+/// with the new value) is not restarted.
+async fn restart_users_of_global(state: &AppState, key: &str) {
+    match state.store.secrets().workspaces_using_global(key).await {
+        Ok(ids) => {
+            for id in ids {
+                let _ = state.lifecycle.request_restart(id);
             }
-            Err(e) => tracing::error!(error = %e, "global secret changed: cannot list workspaces"),
         }
-    });
+        Err(e) => tracing::error!(error = %e, "global secret changed: cannot list workspaces"),
+    }
 }
 
 /// `GET /workspaces/:id/secrets`: workspace rows, then global rows not overridden; no values.
@@ -238,7 +237,7 @@ pub(crate) async fn set_global(
             StoreError::Cipher(_) => ApiError::internal("failed to encrypt", &e),
             _ => ApiError::internal("failed to save", &e),
         })?;
-    restart_users_of_global(&state, key.clone());
+    restart_users_of_global(&state, &key).await;
     Ok(ok_json(
         StatusCode::OK,
         json!({ "status": "saved", "key": key, "scope": "global" }),
@@ -259,7 +258,7 @@ pub(crate) async fn delete_global(
     if !deleted {
         return Err(ApiError::not_found("secret not found"));
     }
-    restart_users_of_global(&state, key.clone());
+    restart_users_of_global(&state, &key).await;
     Ok(ok_json(
         StatusCode::OK,
         json!({ "status": "deleted", "key": key, "scope": "global" }),

@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use molecule_domain::WorkspaceId;
 use molecule_store::Store;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -101,7 +102,7 @@ impl ChannelManager {
         ctx: Ctx,
         settings: Settings,
     ) -> Self {
-        ChannelManager {
+        let manager = ChannelManager {
             inner: Arc::new(Inner {
                 store,
                 a2a,
@@ -113,6 +114,44 @@ impl ChannelManager {
                 paused: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
             }),
+        };
+        // Schedules' answers are posted to the workspace's Slack channels (§6.5); the newest
+        // manager takes them.
+        let weak = Arc::downgrade(&manager.inner);
+        manager
+            .inner
+            .events
+            .set_cron_output(Arc::new(move |ws, text| {
+                if let Some(inner) = weak.upgrade() {
+                    let manager = ChannelManager { inner };
+                    tokio::spawn(async move { manager.broadcast_cron_output(ws, &text).await });
+                }
+            }));
+        manager
+    }
+
+    /// `broadcast_to_workspace_channels` (spec §6.5, invariant 14): a schedule's non-empty
+    /// answer goes to every enabled Slack channel of the workspace, cut to 500 characters
+    /// (497 and `...`), without the channel budget; failures are logged.
+    pub async fn broadcast_cron_output(&self, ws: WorkspaceId, text: &str) {
+        let text = cut_for_broadcast(text);
+        if text.trim().is_empty() {
+            return;
+        }
+        let channels = match self.inner.store.channels().list(ws).await {
+            Ok(channels) => channels,
+            Err(e) => {
+                tracing::warn!(workspace = %ws, error = %e, "channels: cannot list for cron output");
+                return;
+            }
+        };
+        for c in channels
+            .iter()
+            .filter(|c| c.enabled && c.channel_type == "slack")
+        {
+            if let Err(e) = self.send_outbound(ws, c.id, &text, false).await {
+                tracing::warn!(channel = %c.id, error = %e, "channels: cron output not posted");
+            }
         }
     }
 
@@ -167,5 +206,30 @@ impl ChannelManager {
                 }
             }
         });
+    }
+}
+
+/// Text of at most 500 characters: longer text is cut to 497 and `...`.
+pub fn cut_for_broadcast(text: &str) -> String {
+    if text.chars().count() <= 500 {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(497).collect();
+    cut.push_str("...");
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_for_broadcast;
+
+    #[test]
+    fn broadcasts_are_cut_to_500_characters() {
+        assert_eq!(cut_for_broadcast("short"), "short");
+        let long = "é".repeat(600);
+        let cut = cut_for_broadcast(&long);
+        assert_eq!(cut.chars().count(), 500);
+        assert!(cut.ends_with("é..."));
+        assert_eq!(cut_for_broadcast(&"x".repeat(500)), "x".repeat(500));
     }
 }

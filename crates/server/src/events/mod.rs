@@ -67,6 +67,25 @@ pub struct EventBus {
     closing: Arc<watch::Sender<bool>>,
     /// Signals for [`EventBus::watch`], by workspace.
     watchers: Arc<Mutex<HashMap<WorkspaceId, Vec<mpsc::Sender<()>>>>>,
+    /// Where a schedule's answer is posted (the channel manager's Slack broadcast).
+    cron_output: Arc<Mutex<CronOutputSlot>>,
+}
+
+/// Takes a schedule's non-empty answer for a workspace (spec: scheduler-channels-mcp §6.5).
+pub type CronOutput = Arc<dyn Fn(WorkspaceId, String) + Send + Sync>;
+
+/// The registered [`CronOutput`], if any.
+#[derive(Default)]
+struct CronOutputSlot(Option<CronOutput>);
+
+impl std::fmt::Debug for CronOutputSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CronOutput(set)"
+        } else {
+            "CronOutput(none)"
+        })
+    }
 }
 
 impl EventBus {
@@ -80,6 +99,20 @@ impl EventBus {
             origin: WorkspaceId::new().to_string().into(),
             closing: Arc::new(closing),
             watchers: Arc::default(),
+            cron_output: Arc::default(),
+        }
+    }
+
+    /// Registers where schedules' answers go (the last registration wins).
+    pub fn set_cron_output(&self, output: CronOutput) {
+        self.cron_output.lock().0 = Some(output);
+    }
+
+    /// Hands a schedule's non-empty answer to the registered [`CronOutput`], if any.
+    pub fn post_cron_output(&self, workspace: WorkspaceId, text: String) {
+        let output = self.cron_output.lock().0.clone();
+        if let Some(output) = output {
+            output(workspace, text);
         }
     }
 

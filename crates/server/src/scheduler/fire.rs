@@ -66,8 +66,14 @@ impl Scheduler {
                 return None;
             }
         }
-        let (status, error, empty) = self.deliver(s).await;
-        self.record(&claim, status, &error, empty).await
+        let (status, error, answer) = self.deliver(s).await;
+        let empty = answer.as_deref().is_some_and(is_empty_answer);
+        let outcome = self.record(&claim, status, &error, empty).await;
+        // A non-empty ok answer goes to the workspace's Slack channels (§6.5).
+        if let Some(text) = answer.filter(|a| status == "ok" && !is_empty_answer(a)) {
+            self.inner.events.post_cron_output(s.workspace_id, text);
+        }
+        outcome
     }
 
     /// `Some(active_tasks)` when the workspace stays at capacity through every poll; a failed
@@ -91,8 +97,8 @@ impl Scheduler {
         }
     }
 
-    /// Sends the prompt; answers status, error and whether an ok reply was empty.
-    async fn deliver(&self, s: &Schedule) -> (&'static str, String, bool) {
+    /// Sends the prompt; answers status, error and, for an agent's ok answer, its text.
+    async fn deliver(&self, s: &Schedule) -> (&'static str, String, Option<String>) {
         let suffix: String = Uuid::new_v4().simple().to_string()[..8].to_owned();
         let id = s.id.simple().to_string();
         let body = json!({
@@ -113,19 +119,19 @@ impl Scheduler {
         };
         let reply = match tokio::time::timeout(timeout, self.inner.a2a.send(message)).await {
             Ok(reply) => reply,
-            Err(_) => return ("error", "fire timed out".into(), false),
+            Err(_) => return ("error", "fire timed out".into(), None),
         };
         let ok = (200..300).contains(&reply.status);
         match &reply.body {
             Body::Json(v) if !ok => {
                 let text = v.get("error").and_then(Value::as_str);
                 let error = text.map_or_else(|| format!("HTTP {}", reply.status), str::to_owned);
-                ("error", error, false)
+                ("error", error, None)
             }
-            _ if !ok => ("error", format!("HTTP {}", reply.status), false),
-            Body::Agent(bytes) => ("ok", String::new(), empty_reply(bytes)),
+            _ if !ok => ("error", format!("HTTP {}", reply.status), None),
+            Body::Agent(bytes) => ("ok", String::new(), Some(answer_text(bytes))),
             // Queued for a busy or poll-mode agent, or a stream: accepted, not empty.
-            _ => ("ok", String::new(), false),
+            _ => ("ok", String::new(), None),
         }
     }
 
@@ -247,17 +253,22 @@ impl Scheduler {
     }
 }
 
-/// Whether an agent's answer carries no text (#795): no bytes, or a JSON-RPC result whose
-/// parts and artifacts hold only empty text, or the runtime's "(no response generated)".
-pub fn empty_reply(bytes: &[u8]) -> bool {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return true;
-    }
+/// Whether an answer's text (from [`answer_text`]) counts as no answer (#795): blank, or the
+/// runtime's "(no response generated)".
+fn is_empty_answer(text: &str) -> bool {
+    let text = text.trim();
+    text.is_empty() || text == "(no response generated)"
+}
+
+/// The text of an agent's answer: the texts of its JSON-RPC result's parts, artifacts and
+/// status message; a body that is not such a result is its own text ("" when blank).
+pub fn answer_text(bytes: &[u8]) -> String {
+    let raw = || String::from_utf8_lossy(bytes).trim().to_owned();
     let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
-        return false;
+        return raw();
     };
     let Some(result) = v.get("result") else {
-        return false;
+        return raw();
     };
     let mut texts = Vec::new();
     collect_texts(result.get("parts"), &mut texts);
@@ -269,9 +280,7 @@ pub fn empty_reply(bytes: &[u8]) -> bool {
     if let Some(status_message) = result.pointer("/status/message") {
         collect_texts(status_message.get("parts"), &mut texts);
     }
-    let text: String = texts.concat();
-    let text = text.trim();
-    text.is_empty() || text == "(no response generated)"
+    texts.concat()
 }
 
 fn collect_texts<'a>(parts: Option<&'a Value>, into: &mut Vec<&'a str>) {
@@ -299,6 +308,18 @@ fn preview(prompt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn empty_reply(bytes: &[u8]) -> bool {
+        is_empty_answer(&answer_text(bytes))
+    }
+
+    #[test]
+    fn answers_are_read_from_their_parts() {
+        let answer =
+            br#"{"result":{"parts":[{"kind":"text","text":"a"},{"kind":"text","text":"b"}]}}"#;
+        assert_eq!(answer_text(answer), "ab");
+        assert_eq!(answer_text(b" plain "), "plain");
+    }
 
     #[test]
     fn empty_replies_are_found_by_their_text() {

@@ -5,6 +5,7 @@
 //! and replayed requests ([`webhooks`]); one poller per channel across replicas
 //! ([`replicas`]).
 
+mod cron;
 mod fake;
 mod replicas;
 mod webhooks;

@@ -77,10 +77,23 @@ const SCHEMA: &[Field] = &[
 /// The most characters of one message block.
 const MAX_BLOCK: usize = 3000;
 
-/// Markdown as Slack's mrkdwn: headings, bold, strike-through, links and rules.
+/// Markdown as Slack's mrkdwn: tables, headings, bold, strike-through, links and rules.
 pub fn to_mrkdwn(markdown: &str) -> String {
+    let lines: Vec<&str> = markdown.lines().collect();
     let mut out = Vec::new();
-    for line in markdown.lines() {
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if is_table_start(&lines[i..]) {
+            let end = lines[i..]
+                .iter()
+                .position(|l| !l.contains('|'))
+                .map_or(lines.len(), |n| i + n);
+            out.push(table_block(&lines[i..end]));
+            i = end;
+            continue;
+        }
+        i += 1;
         let trimmed = line.trim();
         if matches!(trimmed, "---" | "***" | "___") {
             out.push("----------".to_owned());
@@ -94,6 +107,55 @@ pub fn to_mrkdwn(markdown: &str) -> String {
         out.push(inline(line));
     }
     out.join("\n")
+}
+
+/// A table starts here: a line with `|` followed by a separator line with `|` and `---`.
+fn is_table_start(lines: &[&str]) -> bool {
+    matches!(lines, [head, sep, ..] if head.contains('|') && sep.contains('|') && sep.contains("---"))
+}
+
+/// The cells of one table line, without the outer pipes.
+fn cells(line: &str) -> Vec<String> {
+    let line = line.trim();
+    let line = line.strip_prefix('|').unwrap_or(line);
+    let line = line.strip_suffix('|').unwrap_or(line);
+    line.split('|').map(|c| c.trim().to_owned()).collect()
+}
+
+/// A Markdown table (header, separator, rows) as a fenced block of space-padded columns.
+fn table_block(lines: &[&str]) -> String {
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 1)
+        .map(|(_, l)| cells(l))
+        .collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let body: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let padded: Vec<String> = widths
+                .iter()
+                .enumerate()
+                .map(|(c, w)| {
+                    let cell = row.get(c).map_or("", String::as_str);
+                    let pad = w.saturating_sub(cell.chars().count());
+                    format!("{cell}{}", " ".repeat(pad))
+                })
+                .collect();
+            padded.join("  ").trim_end().to_owned()
+        })
+        .collect();
+    format!("```\n{}\n```", body.join("\n"))
 }
 
 /// `**x**` → `*x*`, `~~x~~` → `~x~`, `[t](u)` → `<u|t>`.
@@ -348,5 +410,16 @@ mod tests {
         );
         assert_eq!(to_mrkdwn("---"), "----------");
         assert_eq!(to_mrkdwn("[not a link"), "[not a link");
+    }
+
+    #[test]
+    fn tables_become_fenced_padded_columns() {
+        let md = "Results:\n| name | score |\n|---|---:|\n| ada | 10 |\n| bo | 7 |\nend";
+        assert_eq!(
+            to_mrkdwn(md),
+            "Results:\n```\nname  score\nada   10\nbo    7\n```\nend"
+        );
+        // A lone pipe or a rule is not a table.
+        assert_eq!(to_mrkdwn("a | b\n---"), "a | b\n----------");
     }
 }

@@ -54,6 +54,17 @@ fn slack_headers(ts: i64, body: &str, secret: &str) -> Vec<(&'static str, String
     ]
 }
 
+/// Posts `body` to `/webhooks/slack`, signed now with the channel's secret.
+async fn post_signed_slack(s: &TestServer, body: &str) -> (u16, Value) {
+    post(
+        s,
+        "/webhooks/slack",
+        &slack_headers(now(), body, SLACK_SECRET),
+        body,
+    )
+    .await
+}
+
 async fn slack_signatures_and_round_trip(db: TestStore) {
     let fake = FakeChats::start().await;
     let s = server(db, &fake).await;
@@ -95,36 +106,18 @@ async fn slack_signatures_and_round_trip(db: TestStore) {
     }
     // The handshake answers exactly one body.
     let challenge = json!({"type": "url_verification", "challenge": "ch-1"}).to_string();
-    let (status, reply) = post(
-        &s,
-        "/webhooks/slack",
-        &slack_headers(now(), &challenge, SLACK_SECRET),
-        &challenge,
-    )
-    .await;
+    let (status, reply) = post_signed_slack(&s, &challenge).await;
     assert_eq!((status, reply), (200, json!({"challenge": "ch-1"})));
     // Bot messages are not answered (no echo loops).
     let bot = json!({"type": "event_callback", "event": {"type": "message", "text": "x", "channel": "C1", "bot_id": "B1"}}).to_string();
-    let (status, reply) = post(
-        &s,
-        "/webhooks/slack",
-        &slack_headers(now(), &bot, SLACK_SECRET),
-        &bot,
-    )
-    .await;
+    let (status, reply) = post_signed_slack(&s, &bot).await;
     assert_eq!((status, reply), (200, json!({"status": "ignored"})));
     assert!(
         agent.received().is_empty(),
         "nothing forged or ignored was delivered"
     );
     // A signed message reaches the agent; the answer is posted to the channel.
-    let (status, reply) = post(
-        &s,
-        "/webhooks/slack",
-        &slack_headers(now(), &event, SLACK_SECRET),
-        &event,
-    )
-    .await;
+    let (status, reply) = post_signed_slack(&s, &event).await;
     assert_eq!((status, reply), (200, json!({"status": "accepted"})));
     let posted = fake
         .wait_call("slack", "chat.postMessage", |c| {
@@ -137,13 +130,7 @@ async fn slack_signatures_and_round_trip(db: TestStore) {
     assert_eq!(agent.received()[0]["params"]["metadata"]["source"], "slack");
     // A signed message from a channel no row is bound to finds no channel.
     let stray = event.replace("\"C1\"", "\"C9\"");
-    let (status, reply) = post(
-        &s,
-        "/webhooks/slack",
-        &slack_headers(now(), &stray, SLACK_SECRET),
-        &stray,
-    )
-    .await;
+    let (status, reply) = post_signed_slack(&s, &stray).await;
     assert_eq!((status, reply), (200, json!({"status": "no_channel"})));
     let (status, reply) = post(&s, "/webhooks/irc", &[], "{}").await;
     assert_eq!(

@@ -13,6 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 use molecule_domain::{Tier, WorkspaceAccess, WorkspaceId};
 
+pub mod access;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "ec2")]
@@ -234,7 +235,6 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
         Err(ProvisionError::Unsupported("read_file"))
     }
 
-    /// The console output of the compute (EC2: the instance console), for diagnosis.
     /// The workspaces that have compute managed by this backend (running or not), by the
     /// managed label. Used by the orphan sweeper.
     async fn managed_workspaces(&self) -> Result<Vec<WorkspaceId>, ProvisionError> {
@@ -255,6 +255,77 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
             partial: ImageRefresh::default(),
             cause: ProvisionError::Unsupported("refresh_images"),
         })
+    }
+
+    /// Lists `dir` (the root itself when `None`) to `depth` levels (1: direct children, at
+    /// most [`access::MAX_LIST_DEPTH`]), leaving out [`access::LIST_EXCLUDED`]. A missing
+    /// directory is an empty list.
+    async fn list_files(
+        &self,
+        target: &access::Target<'_>,
+        root: access::FileRoot,
+        dir: Option<&access::RelPath>,
+        depth: u8,
+    ) -> Result<Vec<access::FileEntry>, ProvisionError> {
+        let _ = (target, root, dir, depth);
+        Err(ProvisionError::Unsupported("list_files"))
+    }
+
+    /// Reads one file under a root, bytes unchanged. A missing file is
+    /// [`ProvisionError::NotFound`].
+    async fn read_path(
+        &self,
+        target: &access::Target<'_>,
+        root: access::FileRoot,
+        path: &access::RelPath,
+    ) -> Result<Vec<u8>, ProvisionError> {
+        let _ = (target, root, path);
+        Err(ProvisionError::Unsupported("read_path"))
+    }
+
+    /// Writes files under a root (parents created), into the running compute or, when it is
+    /// stopped and the backend keeps storage, into that storage. Each path is written as that
+    /// literal name.
+    async fn write_files(
+        &self,
+        target: &access::Target<'_>,
+        root: access::FileRoot,
+        files: &[(access::RelPath, Vec<u8>)],
+    ) -> Result<access::WrittenTo, ProvisionError> {
+        let _ = (target, root, files);
+        Err(ProvisionError::Unsupported("write_files"))
+    }
+
+    /// Deletes one file or directory (recursively) under a root. Deleting what is not there
+    /// succeeds.
+    async fn delete_path(
+        &self,
+        target: &access::Target<'_>,
+        root: access::FileRoot,
+        path: &access::RelPath,
+    ) -> Result<(), ProvisionError> {
+        let _ = (target, root, path);
+        Err(ProvisionError::Unsupported("delete_path"))
+    }
+
+    /// Opens an interactive shell with a TTY in the running compute. A stopped compute is
+    /// [`ProvisionError::NotFound`].
+    async fn open_terminal(
+        &self,
+        target: &access::Target<'_>,
+    ) -> Result<access::Terminal, ProvisionError> {
+        let _ = target;
+        Err(ProvisionError::Unsupported("open_terminal"))
+    }
+
+    /// Runs the steps of [`Provisioner::open_terminal`] one by one and reports each, stopping
+    /// at the first failure.
+    async fn diagnose_terminal(
+        &self,
+        target: &access::Target<'_>,
+    ) -> Result<Vec<access::DiagnoseStep>, ProvisionError> {
+        let _ = target;
+        Err(ProvisionError::Unsupported("diagnose_terminal"))
     }
 
     /// The console output (logs) of a workspace's compute.

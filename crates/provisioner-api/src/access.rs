@@ -1,0 +1,84 @@
+//! The container access layer: files and an interactive shell inside a workspace's compute
+//! (spec provisioner §1.9–1.10). The types here are what [`crate::Provisioner`]'s access
+//! methods take and answer; every path has passed the domain's guards ([`RelPath`],
+//! [`FileRoot`]), so a backend never builds a command or an archive entry from raw input.
+
+use molecule_domain::WorkspaceId;
+pub use molecule_domain::{FileRoot, RelPath};
+use tokio::sync::mpsc;
+
+/// Which workspace's compute an access call is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The workspace.
+    pub workspace_id: WorkspaceId,
+    /// The backend's id of its compute (EC2 instance id), when it has one.
+    pub instance_id: Option<&'a str>,
+    /// The workspace's runtime (EC2 picks the managed-config directory by it).
+    pub runtime: &'a str,
+}
+
+/// One entry of a listing: its path relative to the listed directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileEntry {
+    /// Relative to the listed directory, `/`-separated.
+    pub path: String,
+    /// Bytes; 0 for a directory.
+    pub size: u64,
+    /// Whether it is a directory.
+    pub dir: bool,
+}
+
+/// The largest depth a listing may ask for.
+pub const MAX_LIST_DEPTH: u8 = 5;
+
+/// Names a listing leaves out (and never descends into).
+pub const LIST_EXCLUDED: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS_Store"];
+
+/// Where a write landed, the Files API's `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenTo {
+    /// Into the running container (`"container"`).
+    Container,
+    /// Into the stopped workspace's config volume (`"volume"`).
+    Volume,
+    /// Over SSH onto the workspace's instance (`"ec2-ssh"`).
+    Remote,
+}
+
+impl WrittenTo {
+    /// The Files API's `source` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Volume => "volume",
+            Self::Remote => "ec2-ssh",
+        }
+    }
+}
+
+/// An interactive shell with a TTY inside a workspace's compute. Bytes sent on `input` reach
+/// its stdin; its output arrives on `output` and ends (the channel closes) when the shell
+/// exits. Dropping `input` ends the session.
+#[derive(Debug)]
+pub struct Terminal {
+    /// To the shell's stdin.
+    pub input: mpsc::Sender<Vec<u8>>,
+    /// From the shell's TTY (stdout and stderr interleaved).
+    pub output: mpsc::Receiver<Vec<u8>>,
+}
+
+/// One step of a terminal diagnosis (spec provisioner §1.9 "Diagnose").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnoseStep {
+    /// The step's name (`docker-available`, `container-found`, `send-ssh-public-key`, …).
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Why it failed (safe to show: no secrets, no internal addresses beyond the target's).
+    pub error: Option<String>,
+    /// What it found.
+    pub detail: Option<String>,
+}

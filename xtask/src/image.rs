@@ -3,6 +3,12 @@
 //!
 //! The musl target is not assumed to be installed: the binary is built for the host's gnu
 //! target with `-C target-feature=+crt-static` and checked to be static before it is packed.
+//!
+//! The image also carries a statically linked busybox (Debian's `busybox-static`, installed
+//! with `apt-get` when `/bin/busybox` is missing) with its applets linked into `/bin` (`sh`,
+//! `rm`, `cat`, `ls`, `mkdir`, `echo`, …), so the terminal and file-access tests have a shell
+//! and commands inside the container. The build's one `RUN` is in exec form, run by busybox
+//! itself: the image stays `FROM scratch`.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +18,14 @@ use anyhow::{Context, bail};
 /// The tag of the image the Docker tests and the example run.
 pub const IMAGE: &str = "molecule-echo-agent:dev";
 
+/// Where Debian's `busybox-static` puts its binary.
+const BUSYBOX: &str = "/bin/busybox";
+
 const DOCKERFILE: &str = "FROM scratch
 COPY molecule-echo-agent /molecule-echo-agent
+COPY busybox /bin/busybox
+RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
+RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"-m\", \"1777\", \"/tmp\"]
 USER 1000:1000
 EXPOSE 8000
 ENTRYPOINT [\"/molecule-echo-agent\"]
@@ -53,10 +65,14 @@ pub fn run() -> anyhow::Result<()> {
         .join("release")
         .join("molecule-echo-agent");
     check_static(&binary)?;
+    let busybox = busybox()?;
+    check_static(&busybox)?;
 
     let context = tempfile_dir(&target_dir)?;
     std::fs::copy(&binary, context.join("molecule-echo-agent"))
         .with_context(|| format!("cannot copy {}", binary.display()))?;
+    std::fs::copy(&busybox, context.join("busybox"))
+        .with_context(|| format!("cannot copy {}", busybox.display()))?;
     std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
     if !docker_available() {
         bail!("no Docker daemon answers `docker version`: cannot build {IMAGE}");
@@ -71,6 +87,28 @@ pub fn run() -> anyhow::Result<()> {
     )?;
     println!("image {IMAGE} built from {}", binary.display());
     Ok(())
+}
+
+/// The static busybox, installed from Debian's `busybox-static` when it is missing.
+fn busybox() -> anyhow::Result<std::path::PathBuf> {
+    let path = Path::new(BUSYBOX);
+    if !path.exists() {
+        println!("{BUSYBOX} is missing: installing busybox-static with apt-get");
+        let install = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install(&["install", "-y", "busybox-static"]) {
+            // The package lists may be stale or absent: refresh them once and retry.
+            let _ = install(&["update"]);
+            if !install(&["install", "-y", "busybox-static"]) {
+                bail!("cannot install busybox-static (apt-get failed): {BUSYBOX} is needed");
+            }
+        }
+    }
+    Ok(path.to_path_buf())
 }
 
 fn host_triple() -> anyhow::Result<String> {

@@ -35,6 +35,36 @@ pub const MAX_LIST_DEPTH: u8 = 5;
 /// Names a listing leaves out (and never descends into).
 pub const LIST_EXCLUDED: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS_Store"];
 
+/// The largest file [`crate::Provisioner::read_path`] answers; a larger one is
+/// [`crate::ProvisionError::TooLarge`].
+pub const MAX_READ_BYTES: u64 = 5 * 1024 * 1024;
+
+/// The most entries [`crate::Provisioner::list_files`] answers; a larger listing is
+/// [`crate::ProvisionError::TooLarge`] (list a subdirectory or a lower depth).
+pub const MAX_LIST_ENTRIES: usize = 5_000;
+
+/// Why a backend refused a path that passed the domain's guards
+/// ([`crate::ProvisionError::Refused`]). Its `Display` is safe to show to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A directory on the way to the path, or the path itself where the operation does not
+    /// replace it, is a symbolic link: following it could leave the root, so it is never
+    /// followed.
+    #[error("path goes through a symbolic link")]
+    Symlink,
+    /// The path is a directory where a file is expected (a read, or a write that would
+    /// replace the directory).
+    #[error("path is a directory")]
+    IsDirectory,
+    /// A directory on the way to the path is a file (or other non-directory), or one path of
+    /// a write is the parent directory of another.
+    #[error("a parent of the path is not a directory")]
+    NotADirectory,
+    /// The path is neither a regular file nor a directory (a socket, a device, …).
+    #[error("not a regular file")]
+    NotAFile,
+}
+
 /// Where a write landed, the Files API's `source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WrittenTo {

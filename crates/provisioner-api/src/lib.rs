@@ -140,6 +140,14 @@ pub enum ProvisionError {
     /// This backend does not offer the operation.
     #[error("not supported by this backend: {0}")]
     Unsupported(&'static str),
+    /// What was asked for is over a size limit of the access layer (a file over
+    /// [`access::MAX_READ_BYTES`], a listing over [`access::MAX_LIST_ENTRIES`]).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// The access layer refused a path it was given (it passed the domain's guards, but what
+    /// the compute holds there does not allow the operation).
+    #[error("path refused: {0}")]
+    Refused(access::Refusal),
 }
 
 /// What an image refresh did (spec provisioner §1.12): runtime names whose image was pulled

@@ -13,8 +13,8 @@ use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
     a2a, activity, admin, agents, approvals, artifacts, canvas, channels, checkpoints, discovery,
-    events, instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens, registry,
-    schedules, secrets, system, team, tokens, webhooks, workspaces,
+    events, files, instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens,
+    registry, schedules, secrets, system, team, tokens, webhooks, workspaces,
 };
 use crate::state::AppState;
 
@@ -210,6 +210,14 @@ pub const ROUTES: &[Route] = &[
     route!(PUT "/instructions/{id}", Admin => instructions::update),
     route!(DELETE "/instructions/{id}", Admin => instructions::delete),
     route!(GET "/workspaces/{id}/instructions/resolve", Workspace => instructions::resolve),
+    route!(GET "/workspaces/{id}/files", Workspace => files::list),
+    route!(PUT "/workspaces/{id}/files", Workspace => files::replace),
+    route!(GET "/workspaces/{id}/files/{*path}", Workspace => files::read),
+    route!(PUT "/workspaces/{id}/files/{*path}", Workspace => files::write),
+    route!(DELETE "/workspaces/{id}/files/{*path}", Workspace => files::delete),
+    route!(GET "/workspaces/{id}/shared-context", Workspace => files::shared_context),
+    route!(GET "/workspaces/{id}/terminal", Workspace => files::terminal::open),
+    route!(GET "/workspaces/{id}/terminal/diagnose", Workspace => files::terminal::diagnose),
 ];
 
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the

@@ -16,8 +16,10 @@
 mod archive;
 pub mod config;
 mod errors;
+mod files;
 mod refresh;
 mod start;
+mod terminal;
 
 use std::collections::HashMap;
 
@@ -35,6 +37,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 pub use self::config::{DockerConfig, PullPolicy, TierLimits};
 use self::errors::{classify, context, is_not_found, is_removal_in_progress};
+use crate::access::{DiagnoseStep, FileEntry, FileRoot, RelPath, Target, Terminal, WrittenTo};
 use crate::names::{
     MANAGED_LABEL, WORKSPACE_LABEL, claude_sessions_volume_name, config_volume_name, container_name,
 };
@@ -318,6 +321,54 @@ impl Provisioner for DockerProvisioner {
         recreate: bool,
     ) -> Result<ImageRefresh, RefreshError> {
         self.refresh(runtimes, recreate).await
+    }
+
+    async fn list_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        dir: Option<&RelPath>,
+        depth: u8,
+    ) -> Result<Vec<FileEntry>, ProvisionError> {
+        self.list_in_container(target, root, dir, depth).await
+    }
+
+    async fn read_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<Vec<u8>, ProvisionError> {
+        self.read_in_container(target, root, path).await
+    }
+
+    async fn write_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        files: &[(RelPath, Vec<u8>)],
+    ) -> Result<WrittenTo, ProvisionError> {
+        self.write_in_container(target, root, files).await
+    }
+
+    async fn delete_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<(), ProvisionError> {
+        self.delete_in_container(target, root, path).await
+    }
+
+    async fn open_terminal(&self, target: &Target<'_>) -> Result<Terminal, ProvisionError> {
+        self.open_shell(target).await
+    }
+
+    async fn diagnose_terminal(
+        &self,
+        target: &Target<'_>,
+    ) -> Result<Vec<DiagnoseStep>, ProvisionError> {
+        self.diagnose_shell(target).await
     }
 
     async fn console_output(

@@ -5,6 +5,7 @@
 //! one workspace are serialised by a per-workspace lock; status changes go through the
 //! store's guarded transition; provision requests are built from the whole row.
 
+mod access;
 mod images;
 mod operations;
 mod provision;
@@ -22,6 +23,7 @@ use molecule_store::Store;
 
 use crate::events::EventBus;
 
+pub use access::{AccessError, ContainerState};
 pub use operations::{LifecycleError, RestartOutcome};
 
 /// Why provisioning fails when no backend is configured (stored and broadcast as is).

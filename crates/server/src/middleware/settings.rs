@@ -19,6 +19,10 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[
     // A whole memory export (up to 100 000 bytes per memory) comes back in one body.
     ("POST", "/admin/memories/import", 64 * 1024 * 1024),
+    // One file of the Files API (at most 5 MiB, base64 or JSON-escaped text in the body).
+    ("PUT", "/workspaces/{id}/files/{*path}", 16 * 1024 * 1024),
+    // A bulk replace of up to 200 files.
+    ("PUT", "/workspaces/{id}/files", 32 * 1024 * 1024),
 ];
 
 /// Settings of the HTTP pipeline.

@@ -11,6 +11,7 @@ pub(crate) mod channels;
 pub(crate) mod checkpoints;
 pub(crate) mod discovery;
 pub(crate) mod events;
+pub(crate) mod files;
 pub(crate) mod instructions;
 pub(crate) mod kv_memory;
 pub(crate) mod mcp;

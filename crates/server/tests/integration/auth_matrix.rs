@@ -21,6 +21,7 @@ fn concrete(path: &str, id: &str) -> String {
         .replace("{delegation_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{channel_id}", &uuid::Uuid::new_v4().to_string())
         .replace("{type}", "unknown-type")
+        .replace("{*path}", "config.yaml")
 }
 
 async fn strict_mode_matrix(db: TestStore) {

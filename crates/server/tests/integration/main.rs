@@ -21,6 +21,7 @@ mod docker_e2e;
 mod docker_unreachable;
 mod ec2_lifecycle;
 mod events;
+mod files;
 mod http_limits;
 mod mcp;
 mod memories;

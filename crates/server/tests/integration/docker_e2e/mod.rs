@@ -9,6 +9,7 @@
 //! another test database) would look like orphans.
 
 mod containers;
+mod files;
 mod lifecycle;
 
 use std::net::IpAddr;

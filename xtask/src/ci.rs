@@ -127,11 +127,20 @@ fn sshd() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("sshd is not installed: installing openssh-server with apt-get");
-    run_in(Path::new("."), Command::new("apt-get").args(["update", "-qq"]))?;
+    run_in(
+        Path::new("."),
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
     run_in(
         Path::new("."),
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends", "openssh-server"])
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "openssh-server",
+            ])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

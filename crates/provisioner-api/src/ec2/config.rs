@@ -239,9 +239,12 @@ impl Ec2Config {
         }
         c.image_override = non_empty("MOLECULE_WORKSPACE_IMAGE");
         c.awareness_url = non_empty("AWARENESS_URL");
-        c.eic_endpoint = ["MOLECULE_EIC_ENDPOINT", "AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT"]
-            .into_iter()
-            .find_map(&non_empty);
+        c.eic_endpoint = [
+            "MOLECULE_EIC_ENDPOINT",
+            "AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT",
+        ]
+        .into_iter()
+        .find_map(&non_empty);
         c.ssh = SshSettings::from_lookup(&get);
         c
     }

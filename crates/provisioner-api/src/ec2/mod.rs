@@ -52,8 +52,8 @@ use self::instances::{decode_base64_text, state_filter, tag_filter};
 pub use self::launch::Launched;
 use self::session::SeenHostKeys;
 pub use self::ssh_settings::{SshAddress, SshSettings};
-pub use crate::names::MANAGED_LABEL;
 use crate::access::{DiagnoseStep, FileEntry, FileRoot, RelPath, Target, Terminal, WrittenTo};
+pub use crate::names::MANAGED_LABEL;
 use crate::{BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, Started};
 
 /// The tag carrying the full workspace id (the control plane's key).

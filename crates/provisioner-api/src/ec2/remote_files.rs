@@ -141,7 +141,10 @@ impl Ec2Provisioner {
             .into_iter()
             .next()
             .ok_or_else(|| {
-                ProvisionError::NotFound(format!("no instance of workspace {}", target.workspace_id))
+                ProvisionError::NotFound(format!(
+                    "no instance of workspace {}",
+                    target.workspace_id
+                ))
             })
     }
 
@@ -305,7 +308,10 @@ mod tests {
             "/workspace/sub/a.txt"
         );
         assert_eq!(remote_path(FileRoot::Home, "x", None), "/home");
-        assert_eq!(remote_path(FileRoot::Plugins, "x", Some(&p)), "/plugins/sub/a.txt");
+        assert_eq!(
+            remote_path(FileRoot::Plugins, "x", Some(&p)),
+            "/plugins/sub/a.txt"
+        );
     }
 
     #[test]
@@ -314,7 +320,10 @@ mod tests {
             write_command(true, "/configs/it's"),
             "sudo -n install -D -m 0644 /dev/stdin '/configs/it'\\''s'"
         );
-        assert_eq!(delete_command(false, "/configs/a b"), "rm -rf -- '/configs/a b'");
+        assert_eq!(
+            delete_command(false, "/configs/a b"),
+            "rm -rf -- '/configs/a b'"
+        );
         assert_eq!(
             read_command(true, "/configs/x"),
             "sudo -n sh -c '[ -f \"$1\" ] || exit 44; exec cat -- \"$1\"' sh '/configs/x'"
@@ -330,10 +339,26 @@ mod tests {
         assert_eq!(
             parse_listing(out),
             vec![
-                FileEntry { path: "b.txt".into(), size: 12, dir: false },
-                FileEntry { path: "sub".into(), size: 0, dir: true },
-                FileEntry { path: "sub/x|y".into(), size: 3, dir: false },
-                FileEntry { path: "z".into(), size: 0, dir: false },
+                FileEntry {
+                    path: "b.txt".into(),
+                    size: 12,
+                    dir: false
+                },
+                FileEntry {
+                    path: "sub".into(),
+                    size: 0,
+                    dir: true
+                },
+                FileEntry {
+                    path: "sub/x|y".into(),
+                    size: 3,
+                    dir: false
+                },
+                FileEntry {
+                    path: "z".into(),
+                    size: 0,
+                    dir: false
+                },
             ]
         );
         assert!(parse_listing(b"").is_empty());

@@ -113,7 +113,11 @@ pub(super) fn accept_host_key(
     if !pins.is_empty() {
         let ok = pins.iter().any(|p| p == fingerprint);
         if !ok {
-            tracing::warn!(instance = instance_id, fingerprint, "ec2 ssh: host key is not pinned: refused");
+            tracing::warn!(
+                instance = instance_id,
+                fingerprint,
+                "ec2 ssh: host key is not pinned: refused"
+            );
         }
         return ok;
     }
@@ -125,7 +129,11 @@ pub(super) fn accept_host_key(
             false
         }
         None => {
-            tracing::info!(instance = instance_id, fingerprint, "ec2 ssh: first host key of instance (trusted on first use)");
+            tracing::info!(
+                instance = instance_id,
+                fingerprint,
+                "ec2 ssh: first host key of instance (trusted on first use)"
+            );
             seen.insert(instance_id.to_owned(), fingerprint.to_owned());
             true
         }
@@ -219,14 +227,15 @@ impl Ec2Provisioner {
             shown: shown.clone(),
         };
         let login = async {
-            let mut handle = client::connect(config, address, check)
-                .await
-                .map_err(|e| match e {
-                    russh::Error::UnknownKey => ProvisionError::Failed(format!(
-                        "ssh connect to {address}: host key refused"
-                    )),
-                    e => ssh_error(&format!("connect to {address}"), &e),
-                })?;
+            let mut handle =
+                client::connect(config, address, check)
+                    .await
+                    .map_err(|e| match e {
+                        russh::Error::UnknownKey => ProvisionError::Failed(format!(
+                            "ssh connect to {address}: host key refused"
+                        )),
+                        e => ssh_error(&format!("connect to {address}"), &e),
+                    })?;
             let auth = handle
                 .authenticate_publickey(
                     ssh.os_user.clone(),
@@ -294,8 +303,7 @@ impl SshSession {
                 }
                 ChannelMsg::ExtendedData { data, .. } => {
                     let room = STDERR_LIMIT.saturating_sub(out.stderr.len());
-                    out.stderr
-                        .extend_from_slice(&data[..data.len().min(room)]);
+                    out.stderr.extend_from_slice(&data[..data.len().min(room)]);
                 }
                 ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
                 ChannelMsg::Close => break,

@@ -78,8 +78,7 @@ impl SshSettings {
         if let Some(user) = non_empty("WORKSPACE_EC2_OS_USER") {
             s.os_user = user;
         }
-        if non_empty("MOLECULE_EC2_SSH_ADDRESS").is_some_and(|v| v.eq_ignore_ascii_case("public"))
-        {
+        if non_empty("MOLECULE_EC2_SSH_ADDRESS").is_some_and(|v| v.eq_ignore_ascii_case("public")) {
             s.address = SshAddress::Public;
         }
         if let Some(port) = non_empty("MOLECULE_EC2_SSH_PORT")
@@ -138,7 +137,10 @@ mod tests {
         assert_eq!(s.endpoint.as_deref(), Some("127.0.0.1:2200"));
         assert!(!s.sudo);
         assert_eq!(s.host_keys, vec!["SHA256:a", "SHA256:b"]);
-        let s = lookup(&[("MOLECULE_EC2_SSH_PORT", "0"), ("MOLECULE_EC2_SSH_SUDO", "yes")]);
+        let s = lookup(&[
+            ("MOLECULE_EC2_SSH_PORT", "0"),
+            ("MOLECULE_EC2_SSH_SUDO", "yes"),
+        ]);
         assert_eq!(s.port, 22);
         assert!(s.sudo);
     }

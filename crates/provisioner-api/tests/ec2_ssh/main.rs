@@ -7,9 +7,9 @@
 #![cfg(feature = "ec2")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod sshd;
 #[path = "../support/mod.rs"]
 mod support;
-mod sshd;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -41,7 +41,12 @@ impl Rig {
         let sshd = Sshd::start();
         let proxy = KeyProxy::start(&moto.endpoint(), sshd.authorized_keys.clone()).await;
         let files = tempfile::tempdir().unwrap();
-        let cfg = ssh_config(&proxy.endpoint, &sshd, files.path(), Some(sshd.host_key.clone()));
+        let cfg = ssh_config(
+            &proxy.endpoint,
+            &sshd,
+            files.path(),
+            Some(sshd.host_key.clone()),
+        );
         let ec2 = Ec2Provisioner::new(cfg).await.unwrap();
         let workspace_id = WorkspaceId::new();
         let instance_id = ec2
@@ -126,7 +131,10 @@ async fn key_push_reaches_ec2_instance_connect_on_moto() {
     let steps = ec2.diagnose_terminal(&gone).await.unwrap();
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert!(!steps[0].ok);
-    let err = ec2.read_path(&gone, FileRoot::Configs, &rel("a")).await.unwrap_err();
+    let err = ec2
+        .read_path(&gone, FileRoot::Configs, &rel("a"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProvisionError::NotFound(_)), "{err:?}");
 }
 
@@ -134,11 +142,13 @@ async fn key_push_reaches_ec2_instance_connect_on_moto() {
 async fn files_round_trip_over_ssh_with_the_pushed_key() {
     let rig = Rig::start().await;
     let t = rig.target();
-    let canary = rig.files.path().join("pwned");
-    // Shell metacharacters in a name: written as that literal name, nothing executed.
+    // Shell metacharacters in a name: written as that literal name, nothing executed. An
+    // injected `touch` would run in the login's working directory, the user's home.
+    let canary_name = format!("pwned-{}", uuid::Uuid::new_v4().simple());
+    let canary = Path::new(&std::env::var("HOME").unwrap()).join(&canary_name);
     let evil = format!(
-        "it's $(touch {c}) `touch {c}`; touch {c} & \"q\" |x| *.txt",
-        c = canary.display()
+        "it's $(touch {c}) `touch {c}`; touch {c} & \"q\" |x| *.txt\n$HOME",
+        c = canary_name
     );
     let binary: Vec<u8> = vec![0, 159, 146, 150, b'\n', 0xff, b'\'', 0];
     let files = vec![
@@ -146,7 +156,11 @@ async fn files_round_trip_over_ssh_with_the_pushed_key() {
         (rel("sub/deep/bin.dat"), binary.clone()),
         (rel(&evil), b"literal\n".to_vec()),
     ];
-    let written = rig.ec2.write_files(&t, FileRoot::Configs, &files).await.unwrap();
+    let written = rig
+        .ec2
+        .write_files(&t, FileRoot::Configs, &files)
+        .await
+        .unwrap();
     assert_eq!(written, WrittenTo::Remote);
     assert!(!canary.exists(), "a file name ran as a command");
     let on_disk = rig.files.path().join("configs").join(rel(&evil).as_str());
@@ -157,45 +171,104 @@ async fn files_round_trip_over_ssh_with_the_pushed_key() {
     assert_eq!(pushed.len(), 1, "one session for the whole write");
     assert_eq!(pushed[0].instance_id, rig.instance_id);
     assert_eq!(pushed[0].os_user, rig.sshd.user);
-    assert!(pushed[0].public_key.starts_with("ssh-ed25519 "), "{pushed:?}");
+    assert!(
+        pushed[0].public_key.starts_with("ssh-ed25519 "),
+        "{pushed:?}"
+    );
 
-    let listed = rig.ec2.list_files(&t, FileRoot::Configs, None, 5).await.unwrap();
-    let top = rig.ec2.list_files(&t, FileRoot::Configs, None, 1).await.unwrap();
+    let listed = rig
+        .ec2
+        .list_files(&t, FileRoot::Configs, None, 5)
+        .await
+        .unwrap();
+    let top = rig
+        .ec2
+        .list_files(&t, FileRoot::Configs, None, 1)
+        .await
+        .unwrap();
     let evil_rel = rel(&evil);
-    let first_dir = evil_rel.components().next().unwrap().to_owned();
-    assert!(listed.contains(&FileEntry { path: "config.yaml".into(), size: 10, dir: false }));
-    assert!(listed.contains(&FileEntry { path: "sub/deep/bin.dat".into(), size: 8, dir: false }));
-    assert!(listed.contains(&FileEntry { path: evil_rel.to_string(), size: 8, dir: false }));
+    assert!(listed.contains(&FileEntry {
+        path: "config.yaml".into(),
+        size: 10,
+        dir: false
+    }));
+    assert!(listed.contains(&FileEntry {
+        path: "sub/deep/bin.dat".into(),
+        size: 8,
+        dir: false
+    }));
+    assert!(listed.contains(&FileEntry {
+        path: evil_rel.to_string(),
+        size: 8,
+        dir: false
+    }));
     assert_eq!(
-        top.iter().map(|e| (e.path.as_str(), e.dir)).collect::<Vec<_>>(),
+        top.iter()
+            .map(|e| (e.path.as_str(), e.dir))
+            .collect::<Vec<_>>(),
         {
-            let mut want = vec![("config.yaml", false), ("sub", true), (first_dir.as_str(), true)];
+            let mut want = vec![
+                ("config.yaml", false),
+                ("sub", true),
+                (evil.as_str(), false),
+            ];
             want.sort();
             want
         },
         "{top:?}"
     );
-    let sub = rig.ec2.list_files(&t, FileRoot::Configs, Some(&rel("sub")), 1).await.unwrap();
-    assert_eq!(sub, vec![FileEntry { path: "deep".into(), size: 0, dir: true }]);
-    let none = rig.ec2.list_files(&t, FileRoot::Configs, Some(&rel("nope")), 2).await.unwrap();
+    let sub = rig
+        .ec2
+        .list_files(&t, FileRoot::Configs, Some(&rel("sub")), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        sub,
+        vec![FileEntry {
+            path: "deep".into(),
+            size: 0,
+            dir: true
+        }]
+    );
+    let none = rig
+        .ec2
+        .list_files(&t, FileRoot::Configs, Some(&rel("nope")), 2)
+        .await
+        .unwrap();
     assert!(none.is_empty());
 
     assert_eq!(
-        rig.ec2.read_path(&t, FileRoot::Configs, &rel("sub/deep/bin.dat")).await.unwrap(),
+        rig.ec2
+            .read_path(&t, FileRoot::Configs, &rel("sub/deep/bin.dat"))
+            .await
+            .unwrap(),
         binary,
         "bytes unchanged"
     );
     assert_eq!(
-        rig.ec2.read_path(&t, FileRoot::Configs, &evil_rel).await.unwrap(),
+        rig.ec2
+            .read_path(&t, FileRoot::Configs, &evil_rel)
+            .await
+            .unwrap(),
         b"literal\n"
     );
     for missing in ["missing.txt", "sub"] {
-        let err = rig.ec2.read_path(&t, FileRoot::Configs, &rel(missing)).await.unwrap_err();
-        assert!(matches!(err, ProvisionError::NotFound(_)), "{missing}: {err:?}");
+        let err = rig
+            .ec2
+            .read_path(&t, FileRoot::Configs, &rel(missing))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ProvisionError::NotFound(_)),
+            "{missing}: {err:?}"
+        );
     }
 
     // Roots are literal paths; hermes keeps its config in its home directory.
-    let other = Target { runtime: "hermes", ..t };
+    let other = Target {
+        runtime: "hermes",
+        ..t
+    };
     rig.ec2
         .write_files(&other, FileRoot::Configs, &[(rel("h.txt"), b"h".to_vec())])
         .await
@@ -207,16 +280,34 @@ async fn files_round_trip_over_ssh_with_the_pushed_key() {
         .unwrap();
     assert!(rig.files.path().join("workspace/w.txt").exists());
 
-    rig.ec2.delete_path(&t, FileRoot::Configs, &evil_rel).await.unwrap();
+    rig.ec2
+        .delete_path(&t, FileRoot::Configs, &evil_rel)
+        .await
+        .unwrap();
     assert!(!on_disk.exists());
-    rig.ec2.delete_path(&t, FileRoot::Configs, &rel("sub")).await.unwrap();
+    rig.ec2
+        .delete_path(&t, FileRoot::Configs, &rel("sub"))
+        .await
+        .unwrap();
     assert!(!rig.files.path().join("configs/sub").exists(), "recursive");
-    rig.ec2.delete_path(&t, FileRoot::Configs, &rel("sub")).await.unwrap();
-    let err = rig.ec2.read_path(&t, FileRoot::Configs, &rel("sub/deep/bin.dat")).await.unwrap_err();
+    rig.ec2
+        .delete_path(&t, FileRoot::Configs, &rel("sub"))
+        .await
+        .unwrap();
+    let err = rig
+        .ec2
+        .read_path(&t, FileRoot::Configs, &rel("sub/deep/bin.dat"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ProvisionError::NotFound(_)), "{err:?}");
     assert!(!canary.exists());
 
-    let keys: Vec<String> = rig.proxy.pushed().into_iter().map(|k| k.public_key).collect();
+    let keys: Vec<String> = rig
+        .proxy
+        .pushed()
+        .into_iter()
+        .map(|k| k.public_key)
+        .collect();
     let mut distinct = keys.clone();
     distinct.sort();
     distinct.dedup();
@@ -230,10 +321,20 @@ async fn only_the_pushed_key_and_the_pinned_host_key_get_in() {
     let t = rig.target();
     // The proxy stops installing keys: the key the backend pushes is not in authorized_keys
     // (an old one is), and the login is refused.
-    rig.ec2.list_files(&t, FileRoot::Configs, None, 1).await.unwrap();
+    rig.ec2
+        .list_files(&t, FileRoot::Configs, None, 1)
+        .await
+        .unwrap();
     rig.proxy.install.store(false, Ordering::SeqCst);
-    let err = rig.ec2.list_files(&t, FileRoot::Configs, None, 1).await.unwrap_err();
-    assert!(matches!(err, ProvisionError::Failed(ref m) if m.contains("refused the pushed key")), "{err:?}");
+    let err = rig
+        .ec2
+        .list_files(&t, FileRoot::Configs, None, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProvisionError::Failed(ref m) if m.contains("refused the pushed key")),
+        "{err:?}"
+    );
     rig.proxy.install.store(true, Ordering::SeqCst);
 
     // A host key other than the pinned one is refused.
@@ -244,13 +345,21 @@ async fn only_the_pushed_key_and_the_pinned_host_key_get_in() {
         Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
     );
     let pinned = Ec2Provisioner::new(cfg).await.unwrap();
-    let err = pinned.list_files(&t, FileRoot::Configs, None, 1).await.unwrap_err();
-    assert!(matches!(err, ProvisionError::Failed(ref m) if m.contains("host key refused")), "{err:?}");
+    let err = pinned
+        .list_files(&t, FileRoot::Configs, None, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProvisionError::Failed(ref m) if m.contains("host key refused")),
+        "{err:?}"
+    );
 
     // Without pins the first host key is trusted and remembered.
     let cfg = ssh_config(&rig.proxy.endpoint, &rig.sshd, rig.files.path(), None);
     let tofu = Ec2Provisioner::new(cfg).await.unwrap();
-    tofu.list_files(&t, FileRoot::Configs, None, 1).await.unwrap();
+    tofu.list_files(&t, FileRoot::Configs, None, 1)
+        .await
+        .unwrap();
     let steps = tofu.diagnose_terminal(&t).await.unwrap();
     assert!(steps.iter().all(|s| s.ok), "{steps:?}");
     let connect = steps.iter().find(|s| s.name == "connect").unwrap();
@@ -268,7 +377,13 @@ async fn terminal_runs_a_command_and_diagnose_passes() {
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["instance-running", "generate-key", "send-ssh-public-key", "connect", "ssh-probe"]
+        [
+            "instance-running",
+            "generate-key",
+            "send-ssh-public-key",
+            "connect",
+            "ssh-probe"
+        ]
     );
     assert!(steps.iter().all(|s| s.ok), "{steps:?}");
     assert!(PROBE_MARKER.ends_with("_OK"));

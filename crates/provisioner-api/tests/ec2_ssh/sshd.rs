@@ -59,7 +59,11 @@ impl Sshd {
         .unwrap();
         let host_key = key.public_key().fingerprint(HashAlg::Sha256).to_string();
         let key_path = dir.path().join("host_key");
-        std::fs::write(&key_path, key.to_openssh(LineEnding::LF).unwrap().as_bytes()).unwrap();
+        std::fs::write(
+            &key_path,
+            key.to_openssh(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
         std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let authorized_keys = dir.path().join("authorized_keys");
         std::fs::write(&authorized_keys, "").unwrap();
@@ -112,7 +116,11 @@ impl Sshd {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("sshd exited ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "sshd did not listen: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -161,7 +169,8 @@ impl KeyProxy {
         let http = reqwest::Client::new();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let (moto, record, on, http) = (moto.clone(), record.clone(), on.clone(), http.clone());
+                let (moto, record, on, http) =
+                    (moto.clone(), record.clone(), on.clone(), http.clone());
                 let keys_file = authorized_keys.clone();
                 tokio::spawn(async move {
                     serve(socket, &moto, &http, |target, body| {
@@ -235,7 +244,8 @@ async fn serve(
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
             let k = k.trim();
-            if !["host", "content-length", "connection"].contains(&k.to_ascii_lowercase().as_str()) {
+            if !["host", "content-length", "connection"].contains(&k.to_ascii_lowercase().as_str())
+            {
                 forward = forward.header(k, v.trim());
             }
         }
@@ -261,6 +271,8 @@ async fn serve(
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
     })
 }

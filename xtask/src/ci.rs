@@ -34,6 +34,7 @@ pub fn run() -> anyhow::Result<()> {
     step("cargo deny", || deny(&root))?;
     step("echo agent image", docker_image)?;
     step("moto_server (local EC2 API)", moto)?;
+    step("sshd (EC2 files and terminal tests)", sshd)?;
     step("a2a-sdk (Python A2A SDK)", || python_pins(&root, "a2a_sdk"))?;
     step("mcp (Python MCP SDK)", || python_pins(&root, "mcp_sdk"))?;
     step("tests", || tests(&root))?;
@@ -115,6 +116,32 @@ fn moto() -> anyhow::Result<()> {
     run_in(
         Path::new("."),
         Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]"]),
+    )
+}
+
+/// The EC2 files and terminal tests log in to a local OpenSSH server: Debian's
+/// `openssh-server` is installed with apt-get when `/usr/sbin/sshd` is missing.
+fn sshd() -> anyhow::Result<()> {
+    if Path::new("/usr/sbin/sshd").exists() {
+        println!("sshd: available");
+        return Ok(());
+    }
+    println!("sshd is not installed: installing openssh-server with apt-get");
+    run_in(
+        Path::new("."),
+        Command::new("apt-get").args(["update", "-qq"]),
+    )?;
+    run_in(
+        Path::new("."),
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "openssh-server",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use molecule_domain::{Runtime, Tier};
 
+use super::ssh_settings::SshSettings;
 use crate::SecretValue;
 
 /// The image registry used when none is configured (spec provisioner §1.2).
@@ -112,6 +113,11 @@ pub struct Ec2Config {
     pub operation_timeout: Duration,
     /// Retries and the wait of a stop.
     pub stop: StopPolicy,
+    /// Endpoint of the EC2 Instance Connect API when it differs from [`Ec2Config::endpoint`];
+    /// `None`: the same override as EC2 (or AWS when there is none).
+    pub eic_endpoint: Option<String>,
+    /// Files and the terminal over EC2 Instance Connect and SSH.
+    pub ssh: SshSettings,
 }
 
 impl Default for Ec2Config {
@@ -145,6 +151,8 @@ impl Default for Ec2Config {
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(60),
             stop: StopPolicy::default(),
+            eic_endpoint: None,
+            ssh: SshSettings::default(),
         }
     }
 }
@@ -163,7 +171,9 @@ impl Ec2Config {
     /// `MOLECULE_EC2_SUBNET_ID`, `MOLECULE_EC2_SECURITY_GROUP_IDS` (comma-separated),
     /// `MOLECULE_EC2_KEY_NAME`, `MOLECULE_EC2_INSTANCE_PROFILE`, `MOLECULE_EC2_ROOT_DEVICE`,
     /// `MOLECULE_EC2_TERMINATE_WAIT_SECONDS`; `MOLECULE_ORG_ID`, `MOLECULE_ENV`,
-    /// `MOLECULE_IMAGE_REGISTRY`, `MOLECULE_WORKSPACE_IMAGE`, `AWARENESS_URL`.
+    /// `MOLECULE_IMAGE_REGISTRY`, `MOLECULE_WORKSPACE_IMAGE`, `AWARENESS_URL`; the EC2 Instance
+    /// Connect endpoint `MOLECULE_EIC_ENDPOINT` → `AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT`; the
+    /// SSH settings of [`SshSettings::from_lookup`].
     /// Credentials are never read here: the standard AWS provider chain finds them.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let mut c = Self::default();
@@ -229,6 +239,13 @@ impl Ec2Config {
         }
         c.image_override = non_empty("MOLECULE_WORKSPACE_IMAGE");
         c.awareness_url = non_empty("AWARENESS_URL");
+        c.eic_endpoint = [
+            "MOLECULE_EIC_ENDPOINT",
+            "AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT",
+        ]
+        .into_iter()
+        .find_map(&non_empty);
+        c.ssh = SshSettings::from_lookup(&get);
         c
     }
 

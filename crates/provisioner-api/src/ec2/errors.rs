@@ -5,8 +5,14 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::ProvisionError;
 
-/// Codes that say the instance does not exist (or cannot, for a malformed id).
-const NOT_FOUND: &[&str] = &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
+/// Codes that say the instance does not exist (or cannot, for a malformed id), or, from EC2
+/// Instance Connect, is not there to take a key (not running).
+const NOT_FOUND: &[&str] = &[
+    "InvalidInstanceID.NotFound",
+    "InvalidInstanceID.Malformed",
+    "EC2InstanceNotFoundException",
+    "EC2InstanceStateInvalidException",
+];
 
 /// Codes of transient faults: throttling and service-side trouble.
 const TRANSIENT: &[&str] = &[

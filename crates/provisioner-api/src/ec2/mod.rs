@@ -11,6 +11,11 @@
 //! Without a stored id (a row whose id was never saved, or the orphan sweep) the instances are
 //! found by their workspace tag. The SDK's own retries are off: the policies here are explicit.
 //!
+//! Files and the terminal (the access methods of [`Provisioner`]) go over EC2 Instance
+//! Connect and SSH: a throwaway ed25519 key per operation or session, pushed with
+//! `SendSSHPublicKey` for [`SshSettings::os_user`], then an in-process SSH client (russh) to
+//! the instance's address ([`SshSettings`]); see `remote_files` and `terminal`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), molecule_provisioner_api::ProvisionError> {
 //! use molecule_provisioner_api::ec2::{Ec2Config, Ec2Provisioner};
@@ -22,6 +27,10 @@ pub mod config;
 mod errors;
 mod instances;
 mod launch;
+pub mod remote_files;
+mod session;
+pub mod ssh_settings;
+pub mod terminal;
 pub mod user_data;
 
 use std::collections::BTreeMap;
@@ -41,6 +50,9 @@ use self::errors::{Fault, fault, from_fault, to_error};
 pub use self::instances::InstanceInfo;
 use self::instances::{decode_base64_text, state_filter, tag_filter};
 pub use self::launch::Launched;
+use self::session::SeenHostKeys;
+pub use self::ssh_settings::{SshAddress, SshSettings};
+use crate::access::{DiagnoseStep, FileEntry, FileRoot, RelPath, Target, Terminal, WrittenTo};
 pub use crate::names::MANAGED_LABEL;
 use crate::{BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, Started};
 
@@ -71,8 +83,10 @@ pub struct LeakSuspect {
 /// The EC2 backend. Cheap to share: hold it in an `Arc<dyn Provisioner>`.
 pub struct Ec2Provisioner {
     client: Client,
+    eic: aws_sdk_ec2instanceconnect::Client,
     config: Ec2Config,
     leaks: Mutex<BTreeMap<String, LeakSuspect>>,
+    host_keys: SeenHostKeys,
 }
 
 impl std::fmt::Debug for Ec2Provisioner {
@@ -122,10 +136,16 @@ impl Ec2Provisioner {
             ));
         }
         let sdk = loader.load().await;
+        let mut eic = aws_sdk_ec2instanceconnect::config::Builder::from(&sdk);
+        if let Some(endpoint) = &config.eic_endpoint {
+            eic = eic.endpoint_url(endpoint.clone());
+        }
         Ok(Self {
             client: Client::new(&sdk),
+            eic: aws_sdk_ec2instanceconnect::Client::from_conf(eic.build()),
             config,
             leaks: Mutex::new(BTreeMap::new()),
+            host_keys: SeenHostKeys::default(),
         })
     }
 
@@ -319,5 +339,53 @@ impl Provisioner for Ec2Provisioner {
             .await
             .map_err(|e| to_error(&e, "GetConsoleOutput"))?;
         Ok(out.output().map(decode_base64_text).unwrap_or_default())
+    }
+
+    async fn list_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        dir: Option<&RelPath>,
+        depth: u8,
+    ) -> Result<Vec<FileEntry>, ProvisionError> {
+        self.remote_list(target, root, dir, depth).await
+    }
+
+    async fn read_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<Vec<u8>, ProvisionError> {
+        self.remote_read(target, root, path).await
+    }
+
+    async fn write_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        files: &[(RelPath, Vec<u8>)],
+    ) -> Result<WrittenTo, ProvisionError> {
+        self.remote_write(target, root, files).await
+    }
+
+    async fn delete_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<(), ProvisionError> {
+        self.remote_delete(target, root, path).await
+    }
+
+    async fn open_terminal(&self, target: &Target<'_>) -> Result<Terminal, ProvisionError> {
+        self.remote_terminal(target).await
+    }
+
+    async fn diagnose_terminal(
+        &self,
+        target: &Target<'_>,
+    ) -> Result<Vec<DiagnoseStep>, ProvisionError> {
+        Ok(self.remote_diagnose(target).await)
     }
 }

@@ -383,7 +383,7 @@ impl DockerProvisioner {
         Ok(())
     }
 
-    /// Runs `argv` in `container` (no shell) and fails unless it exits 0.
+    /// Runs `argv` in `container` as root (no shell) and fails unless it exits 0.
     async fn exec_checked(
         &self,
         docker: &Docker,
@@ -395,6 +395,9 @@ impl DockerProvisioner {
                 container,
                 CreateExecOptions {
                     cmd: Some(argv),
+                    // As root, like the daemon's uploads: the agent may not own every
+                    // directory of its root (a fresh volume's `/configs` is root's).
+                    user: Some("0:0".to_owned()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     ..Default::default()

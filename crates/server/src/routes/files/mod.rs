@@ -275,9 +275,12 @@ pub(crate) async fn write(
     WorkspacePath(id): WorkspacePath,
     params: RawPathParams,
     Query(query): Query<RootQuery>,
-    JsonBody(body): JsonBody<WriteBody>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Response> {
+    // The path is checked before the body is parsed (spec order: path → body → lookup).
     let path = RelPath::parse(&raw_path(&params)?).map_err(|_| invalid_path())?;
+    let body: WriteBody =
+        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request(INVALID_BODY))?;
     let root = parse_root(query.root.as_deref())?;
     let bytes = decode(body.content, body.encoding.as_deref())?;
     let ws = workspace(&state, id).await?;

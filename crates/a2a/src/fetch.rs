@@ -1,4 +1,4 @@
-//! Plain GETs from a workspace's agent besides A2A (the transcript; later chat files),
+//! Plain GETs from a workspace's agent besides A2A (the transcript),
 //! under the same address policy and vetted client as A2A delivery: the URL is checked, the
 //! client connects only to checked addresses and follows no redirects.
 
@@ -44,14 +44,13 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
-/// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when given.
-pub(crate) async fn from_agent(
+/// `<agent URL with path>?query` (`query` escaped), once the A2A address policy allows it.
+pub(crate) async fn checked_url(
     shared: &Shared,
     ws: &Workspace,
     path: &str,
     query: &[(&str, String)],
-    authorization: Option<&str>,
-) -> Result<Fetched, FetchError> {
+) -> Result<url::Url, FetchError> {
     let base = ws
         .url
         .clone()
@@ -69,6 +68,18 @@ pub(crate) async fn from_agent(
         .check(url.as_str())
         .await
         .map_err(|_| FetchError::NotAllowed)?;
+    Ok(url)
+}
+
+/// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when given.
+pub(crate) async fn from_agent(
+    shared: &Shared,
+    ws: &Workspace,
+    path: &str,
+    query: &[(&str, String)],
+    authorization: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    let url = checked_url(shared, ws, path, query).await?;
     let mut request = shared.client.get(url.as_str());
     if let Some(auth) = authorization {
         request = request.header(reqwest::header::AUTHORIZATION, auth);

@@ -16,6 +16,7 @@ mod delivery;
 mod dispatch;
 mod drain;
 pub mod fetch;
+pub mod forward;
 pub mod log;
 pub mod normalize;
 mod platform;

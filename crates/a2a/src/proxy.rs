@@ -134,4 +134,14 @@ impl Proxy {
     ) -> Result<Fetched, FetchError> {
         fetch::from_agent(&self.inner, ws, path, query, authorization).await
     }
+
+    /// Sends a streamed request to the agent of `ws` under the same address policy and vetted
+    /// client as A2A delivery (chat uploads and downloads).
+    pub async fn forward_to_agent(
+        &self,
+        ws: &Workspace,
+        request: crate::forward::AgentRequest<'_>,
+    ) -> Result<reqwest::Response, FetchError> {
+        crate::forward::to_agent(&self.inner, ws, request).await
+    }
 }

@@ -10,7 +10,12 @@
 //! - `POST {PLATFORM_URL}/registry/register` with `{"id","url","agent_card"}` (retried until
 //!   it succeeds), then `POST /registry/heartbeat` every interval;
 //! - it serves `GET /.well-known/agent.json` (the agent card), `GET /health`, and A2A JSON-RPC
-//!   on `POST /`: `message/send` answers with a message holding the text parts it was sent.
+//!   on `POST /`: `message/send` answers with a message holding the text parts it was sent;
+//! - behind the platform inbound secret (`<CONFIGS_DIR>/.platform_inbound_secret`, else the
+//!   `platform_inbound_secret` of the register or heartbeat answer), the chat-file endpoints
+//!   of [`files`] under `FILES_ROOT` (default `/`).
+
+pub mod files;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +33,8 @@ use tokio::sync::RwLock;
 
 /// Largest request body the agent reads.
 const MAX_BODY: usize = 1024 * 1024;
+/// Largest chat upload body the agent reads (the platform's 50 MiB and multipart framing).
+const MAX_UPLOAD: usize = 51 * 1024 * 1024;
 
 /// What the agent needs to run.
 #[derive(Clone)]
@@ -44,6 +51,10 @@ pub struct Config {
     pub token: Option<String>,
     /// Time between heartbeats.
     pub heartbeat: Duration,
+    /// The platform inbound secret, if one was provisioned.
+    pub inbound_secret: Option<String>,
+    /// The directory standing for the container's `/` in the file endpoints.
+    pub files_root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Config {
@@ -55,6 +66,11 @@ impl std::fmt::Debug for Config {
             .field("port", &self.port)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("heartbeat", &self.heartbeat)
+            .field(
+                "inbound_secret",
+                &self.inbound_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("files_root", &self.files_root)
             .finish()
     }
 }
@@ -107,7 +123,14 @@ impl Config {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .or_else(|| var("MOLECULE_WORKSPACE_TOKEN"));
+        let inbound_secret = std::fs::read_to_string(format!("{configs}/.platform_inbound_secret"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let files_root = var("FILES_ROOT").unwrap_or_else(|| "/".to_owned()).into();
         Ok(Self {
+            inbound_secret,
+            files_root,
             workspace_id,
             platform_url,
             agent_url,
@@ -190,6 +213,7 @@ fn unique() -> u128 {
 pub struct Agent {
     config: Config,
     token: RwLock<Option<String>>,
+    inbound: RwLock<Option<String>>,
     started: Instant,
     http: reqwest::Client,
 }
@@ -203,6 +227,7 @@ impl Agent {
             .unwrap_or_default();
         Arc::new(Self {
             token: RwLock::new(config.token.clone()),
+            inbound: RwLock::new(config.inbound_secret.clone()),
             config,
             started: Instant::now(),
             http,
@@ -231,6 +256,7 @@ impl Agent {
             "agent_card": agent_card(&self.config),
         });
         let answer = self.post("/registry/register", &body).await?;
+        self.keep_inbound_secret(&answer).await;
         if let Some(token) = answer.get("auth_token").and_then(Value::as_str) {
             let mut mine = self.token.write().await;
             if mine.is_none() {
@@ -250,7 +276,116 @@ impl Agent {
             "current_task": "",
             "uptime_seconds": self.started.elapsed().as_secs(),
         });
-        self.post("/registry/heartbeat", &body).await.map(drop)
+        let answer = self.post("/registry/heartbeat", &body).await?;
+        self.keep_inbound_secret(&answer).await;
+        Ok(())
+    }
+
+    /// Keeps the platform inbound secret of a registry answer (the platform's is current).
+    async fn keep_inbound_secret(&self, answer: &Value) {
+        if let Some(secret) = answer
+            .get("platform_inbound_secret")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            *self.inbound.write().await = Some(secret.to_owned());
+        }
+    }
+
+    /// Whether `req` carries `Authorization: Bearer <inbound secret>` (compared in constant
+    /// time); never true while the agent knows no secret.
+    async fn is_platform_call(&self, req: &Request<Incoming>) -> bool {
+        let Some(secret) = self.inbound.read().await.clone() else {
+            return false;
+        };
+        let Some(given) = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        given.len() == secret.len()
+            && given
+                .bytes()
+                .zip(secret.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    async fn ingest(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(boundary) = req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(files::boundary)
+        else {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "expected multipart/form-data"}),
+            );
+        };
+        let body = match Limited::new(req.into_body(), MAX_UPLOAD).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return respond(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &json!({"error": "body too large"}),
+                );
+            }
+        };
+        let Some(parts) = files::parse_multipart(&body, &boundary) else {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "malformed multipart body"}),
+            );
+        };
+        if parts.is_empty() {
+            return respond(StatusCode::BAD_REQUEST, &json!({"error": "no files"}));
+        }
+        match files::store_uploads(&self.config.files_root, &parts, unique()) {
+            Ok(answer) => respond(StatusCode::OK, &answer),
+            Err(e) => {
+                eprintln!("echo-agent: cannot store an upload: {e}");
+                respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &json!({"error": "cannot store the upload"}),
+                )
+            }
+        }
+    }
+
+    fn read_file(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req
+            .uri()
+            .query()
+            .and_then(|q| reqwest::Url::parse(&format!("http://agent/?{q}")).ok())
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "path")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_default();
+        let Some(file) = files::readable_path(&self.config.files_root, &path) else {
+            return respond(StatusCode::BAD_REQUEST, &json!({"error": "invalid path"}));
+        };
+        let Ok(data) = std::fs::read(&file) else {
+            return respond(StatusCode::NOT_FOUND, &json!({"error": "file not found"}));
+        };
+        let name = files::safe_name(&path);
+        let mut response = Response::new(Full::new(Bytes::from(data)));
+        let headers = response.headers_mut();
+        headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(files::content_type_of(&file)),
+        );
+        if let Ok(v) =
+            hyper::header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        {
+            headers.insert(hyper::header::CONTENT_DISPOSITION, v);
+        }
+        response
     }
 
     /// Registers (retrying every 2 s until it succeeds), then heartbeats forever.
@@ -286,11 +421,16 @@ impl Agent {
     }
 
     async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path().starts_with("/internal/") && !self.is_platform_call(&req).await {
+            return respond(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized"}));
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/.well-known/agent.json" | "/.well-known/agent-card.json") => {
                 respond(StatusCode::OK, &agent_card(&self.config))
             }
             (&Method::GET, "/health") => respond(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::POST, "/internal/chat/uploads/ingest") => self.ingest(req).await,
+            (&Method::GET, "/internal/file/read") => self.read_file(&req),
             (&Method::POST, "/") => {
                 let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                     Ok(b) => b.to_bytes(),

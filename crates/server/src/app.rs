@@ -12,9 +12,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth;
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
-    a2a, activity, admin, agents, approvals, artifacts, canvas, channels, checkpoints, discovery,
-    events, files, instructions, kv_memory, mcp, memories, memory_backup, observe, org_tokens,
-    registry, schedules, secrets, system, team, tokens, webhooks, workspaces,
+    a2a, activity, admin, agents, approvals, artifacts, canvas, channels, chat_files, checkpoints,
+    discovery, events, files, github_token, instructions, kv_memory, mcp, memories, memory_backup,
+    observe, org_tokens, registry, schedules, secrets, system, team, templates, tokens, webhooks,
+    workspaces,
 };
 use crate::state::AppState;
 
@@ -218,6 +219,12 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/workspaces/{id}/shared-context", Workspace => files::shared_context),
     route!(GET "/workspaces/{id}/terminal", Workspace => files::terminal::open),
     route!(GET "/workspaces/{id}/terminal/diagnose", Workspace => files::terminal::diagnose),
+    route!(GET "/templates", Admin => templates::list),
+    route!(POST "/templates/import", Admin => templates::import),
+    route!(POST "/workspaces/{id}/chat/uploads", Workspace => chat_files::upload),
+    route!(GET "/workspaces/{id}/chat/download", Workspace => chat_files::download),
+    route!(GET "/admin/github-installation-token", Admin => github_token::admin_token),
+    route!(GET "/workspaces/{id}/github-installation-token", Workspace => github_token::workspace_token),
 ];
 
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the

@@ -191,6 +191,23 @@ pub struct Config {
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<String>,
 
+    /// The GitHub App id (the JWT issuer) for installation tokens; with the two settings
+    /// below, `GET …/github-installation-token` works, else it answers 404.
+    #[arg(long, env = "GITHUB_APP_ID")]
+    pub github_app_id: Option<String>,
+
+    /// The GitHub App installation id (digits).
+    #[arg(long, env = "GITHUB_APP_INSTALLATION_ID")]
+    pub github_app_installation_id: Option<String>,
+
+    /// The GitHub App's PEM private key file (read at each token refresh).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE")]
+    pub github_app_private_key_file: Option<PathBuf>,
+
+    /// Base URL of the GitHub API (GitHub Enterprise, or a stand-in in tests).
+    #[arg(long, env = "GITHUB_API_URL", default_value = crate::github_app::DEFAULT_API_URL)]
+    pub github_api_url: String,
+
     /// Base URL of the Telegram Bot API.
     #[arg(
         long,
@@ -399,6 +416,42 @@ impl Config {
                     .any(|e| e.path().join("config.yaml").is_file())
             })
         })
+    }
+
+    /// The GitHub App settings when the id, a numeric installation id and the key file are
+    /// all set; a partial or malformed set is logged and treated as none.
+    pub fn github_app(&self) -> Option<crate::github_app::AppSettings> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let app_id = set(&self.github_app_id);
+        let installation = set(&self.github_app_installation_id);
+        let key = self
+            .github_app_private_key_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
+        match (app_id, installation, key) {
+            (None, None, None) => None,
+            (Some(app_id), Some(installation), Some(private_key_file)) => {
+                let Ok(installation_id) = installation.parse::<u64>() else {
+                    tracing::warn!("GITHUB_APP_INSTALLATION_ID is not a number; no GitHub App");
+                    return None;
+                };
+                Some(crate::github_app::AppSettings {
+                    app_id: app_id.to_owned(),
+                    installation_id,
+                    private_key_file,
+                    api_url: self.github_api_url.trim().trim_end_matches('/').to_owned(),
+                })
+            }
+            _ => {
+                tracing::warn!(
+                    "GITHUB_APP_ID, GITHUB_APP_INSTALLATION_ID and GITHUB_APP_PRIVATE_KEY_FILE \
+                     must all be set; no GitHub App"
+                );
+                None
+            }
+        }
     }
 
     /// The URL workspaces use to reach the platform.

@@ -17,6 +17,7 @@ pub mod events;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod github_app;
 pub mod http_server;
 pub(crate) mod lifecycle;
 pub mod logging;
@@ -30,6 +31,7 @@ pub mod security;
 mod shutdown;
 pub mod state;
 pub(crate) mod supervisor;
+pub(crate) mod templates;
 
 pub use app::{Guard, ROUTES, Route, router};
 pub use middleware::HttpSettings;
@@ -100,7 +102,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_configs_dir(config.configs_dir())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone())
         .with_channel_endpoints(config.channel_endpoints())
-        .with_github_webhook_secret(config.github_webhook_secret.clone());
+        .with_github_webhook_secret(config.github_webhook_secret.clone())
+        .with_github_app(config.github_app());
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

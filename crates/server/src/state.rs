@@ -63,6 +63,8 @@ pub struct AppState {
     pub github_webhook_secret: Option<Arc<String>>,
     /// GitHub delivery ids seen recently (a redelivery is not handled twice).
     pub github_deliveries: Arc<parking_lot::Mutex<std::collections::VecDeque<String>>>,
+    /// The GitHub App installation-token source, when configured.
+    pub github_app: Option<Arc<crate::github_app::GithubApp>>,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -121,6 +123,7 @@ impl AppState {
             channels,
             github_webhook_secret: None,
             github_deliveries: Arc::default(),
+            github_app: None,
             a2a,
             store,
             security,
@@ -203,6 +206,12 @@ impl AppState {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .map(Arc::new);
+        self
+    }
+
+    /// The same state with this GitHub App (none: the token routes answer 404).
+    pub fn with_github_app(mut self, app: Option<crate::github_app::AppSettings>) -> Self {
+        self.github_app = app.map(|s| Arc::new(crate::github_app::GithubApp::new(s)));
         self
     }
 

@@ -23,6 +23,8 @@ pub const ROUTE_BODY_LIMITS: &[(&str, &str, usize)] = &[
     ("PUT", "/workspaces/{id}/files/{*path}", 16 * 1024 * 1024),
     // A bulk replace of up to 200 files.
     ("PUT", "/workspaces/{id}/files", 32 * 1024 * 1024),
+    // Chat attachments, streamed to the agent (routes::chat_files).
+    ("POST", "/workspaces/{id}/chat/uploads", 50 * 1024 * 1024),
 ];
 
 /// Settings of the HTTP pipeline.

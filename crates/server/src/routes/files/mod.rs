@@ -27,9 +27,12 @@ use crate::error::{ApiError, ApiResult, ok_json};
 use crate::extract::{INVALID_BODY, JsonBody, Query, WorkspacePath};
 use crate::lifecycle::{AccessError, ContainerState};
 use crate::state::AppState;
+use crate::templates::generated;
 
 use super::live_workspace;
 
+/// The agent's configuration file at the root of `/configs`.
+const CONFIG_YAML: &str = "config.yaml";
 /// The most files one bulk replace may carry.
 const MAX_BULK_FILES: usize = 200;
 /// The answer to a path that fails the guard.
@@ -259,14 +262,14 @@ fn decode(content: String, encoding: Option<&str>) -> ApiResult<Vec<u8>> {
 }
 
 /// Refuses writes to an external workspace and to one whose state is unknown.
-async fn writable(state: &AppState, ws: &Workspace) -> ApiResult<()> {
+async fn writable(state: &AppState, ws: &Workspace) -> ApiResult<ContainerState> {
     if ws.runtime == Runtime::EXTERNAL && ws.instance_id.as_deref().unwrap_or("").is_empty() {
         return Err(external());
     }
-    if state.lifecycle.container_state(ws).await == ContainerState::Transient {
-        return Err(unavailable(TRANSIENT));
+    match state.lifecycle.container_state(ws).await {
+        ContainerState::Transient => Err(unavailable(TRANSIENT)),
+        known => Ok(known),
     }
-    Ok(())
 }
 
 /// `PUT /workspaces/:id/files/*path?root=` `{"content": string, "encoding"?: "base64"}`.
@@ -348,7 +351,9 @@ pub(crate) async fn replace(
         let path = RelPath::parse(&raw).map_err(|_| ApiError::bad_request(INVALID_BODY))?;
         files.push((path, decode(content, None)?));
     }
-    writable(&state, &ws).await?;
+    if writable(&state, &ws).await? == ContainerState::Running && root == FileRoot::Configs {
+        with_generated_config(&state, &ws, &mut files).await?;
+    }
     let source = state
         .lifecycle
         .write_files(&ws, root, &files)
@@ -358,6 +363,32 @@ pub(crate) async fn replace(
         StatusCode::OK,
         json!({"status": "replaced", "workspace": id, "files": n, "source": source.as_str()}),
     ))
+}
+
+/// Adds the generated import `config.yaml` (spec templates §1.1) to a bulk replace into a
+/// running compute that brings none and has none, so the agent can still start from it.
+async fn with_generated_config(
+    state: &AppState,
+    ws: &Workspace,
+    files: &mut Vec<(RelPath, Vec<u8>)>,
+) -> ApiResult<()> {
+    let config = RelPath::parse(CONFIG_YAML).map_err(|_| invalid_path())?;
+    if files.iter().any(|(path, _)| *path == config) {
+        return Ok(());
+    }
+    match state
+        .lifecycle
+        .read_file_at(ws, FileRoot::Configs, &config)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(AccessError::NotFound) => {
+            let yaml = generated::config_yaml(&ws.name, files.iter().map(|(path, _)| path));
+            files.push((config, yaml.into_bytes()));
+            Ok(())
+        }
+        Err(e) => Err(access_error(e, "failed to write files to workspace")),
+    }
 }
 
 /// `GET /workspaces/:id/shared-context`: the files `config.yaml` lists under
@@ -388,7 +419,7 @@ pub(crate) async fn shared_context(
                 .flatten()
         }
     };
-    let Ok(config) = RelPath::parse("config.yaml") else {
+    let Ok(config) = RelPath::parse(CONFIG_YAML) else {
         return Ok(ok_json(StatusCode::OK, json!([])));
     };
     let entries = read(config)

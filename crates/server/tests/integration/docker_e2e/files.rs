@@ -150,6 +150,31 @@ async fn files_round_trip_in_a_real_container(db: TestStore) {
     let one = assert_status(s.admin("GET", &files(id, "/x/1.txt"), None).await, 200);
     assert_eq!(one["content"], "one");
 
+    // A bulk replace that brings no config.yaml into a compute that has none gets the
+    // generated one; an existing config.yaml is never overwritten.
+    exec(id, &["rm", "-f", "/configs/config.yaml"]);
+    let bulk = json!({"files": {"role.md": "be kind", "skills/s1/SKILL.md": "skill"}});
+    let replaced = assert_status(s.admin("PUT", &files(id, ""), Some(bulk)).await, 200);
+    assert_eq!(replaced["files"], 2);
+    let (found, generated) = exec(id, &["cat", "/configs/config.yaml"]);
+    assert!(found, "config.yaml generated");
+    assert!(
+        generated.starts_with("name: \"files-e2e\"\n"),
+        "{generated}"
+    );
+    assert!(
+        generated.contains("prompt_files:\n  - \"role.md\"\n"),
+        "{generated}"
+    );
+    assert!(generated.contains("skills:\n  - \"s1\"\n"), "{generated}");
+    let bulk = json!({"files": {"role.md": "be brief"}});
+    exec(
+        id,
+        &["sh", "-c", "echo 'name: mine' > /configs/config.yaml"],
+    );
+    assert_status(s.admin("PUT", &files(id, ""), Some(bulk)).await, 200);
+    assert_eq!(exec(id, &["cat", "/configs/config.yaml"]).1, "name: mine\n");
+
     // Shell metacharacters are a literal name; nothing runs.
     for name in ["a;touch /tmp/pwned", "$(touch /tmp/pwned2)", "`id`"] {
         let path = files(id, &format!("/{}", urlencode(name)));

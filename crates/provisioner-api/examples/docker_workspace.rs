@@ -34,6 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         parent_id: None,
         model: None,
         template: None,
+        config_files: Vec::new(),
         workspace_dir: None,
         workspace_access: WorkspaceAccess::None,
         platform_url: "http://127.0.0.1:8080".into(),

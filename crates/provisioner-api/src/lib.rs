@@ -73,6 +73,10 @@ pub struct ProvisionRequest {
     pub model: Option<String>,
     /// Template the workspace was made from.
     pub template: Option<String>,
+    /// Files for the agent's config root (`/configs`): the template's files, or a generated
+    /// `config.yaml`. Written before the agent starts; the secrets are written after them and
+    /// win on a collision. Empty on restarts (the config storage keeps what it has).
+    pub config_files: Vec<(molecule_domain::RelPath, Vec<u8>)>,
     /// Host directory to mount.
     pub workspace_dir: Option<String>,
     /// Access mode of that directory.

@@ -41,6 +41,7 @@ fn request(id: WorkspaceId, tier: Tier) -> ProvisionRequest {
         parent_id: None,
         model: None,
         template: None,
+        config_files: Vec::new(),
         workspace_dir: None,
         workspace_access: WorkspaceAccess::None,
         platform_url: "http://127.0.0.1:9".into(),

@@ -390,6 +390,7 @@ mod tests {
             parent_id: None,
             model: None,
             template: None,
+            config_files: Vec::new(),
             workspace_dir: None,
             workspace_access: WorkspaceAccess::None,
             platform_url: "http://host:8080".into(),

@@ -1,6 +1,6 @@
 //! Starting a workspace container: the network, volumes and image it needs, its host
-//! configuration by tier, the secrets written before the agent starts, and the agent URL
-//! read back from the published port.
+//! configuration by tier, the config files and secrets written before the agent starts, and
+//! the agent URL read back from the published port.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,12 +10,14 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions, RemoveVolumeOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, RemoveVolumeOptions, UploadToContainerOptions,
+};
 use futures_util::StreamExt;
 use molecule_domain::{Tier, WorkspaceId};
 
 use super::errors::{context, is_not_found, status};
-use super::{DockerProvisioner, PullPolicy, config, force};
+use super::{AGENT_UID, DockerProvisioner, PullPolicy, archive, config, force};
 use crate::names::{
     AGENT_PORT, MANAGED_LABEL, claude_sessions_volume_name, config_volume_name, container_name,
     internal_url,
@@ -154,7 +156,14 @@ impl DockerProvisioner {
                 }
             })?;
 
-        // Secrets go in before the agent starts, 0600 and owned by the agent's uid.
+        // The config files (a template's, or the generated config.yaml) go in first...
+        if !request.config_files.is_empty()
+            && let Err(e) = self.upload_config_files(docker, &name, request).await
+        {
+            let _ = docker.remove_container(&name, Some(force())).await;
+            return Err(e);
+        }
+        // ...then the secrets, before the agent starts, 0600 and owned by the agent's uid.
         let mut files: Vec<(&str, &[u8], u32)> = Vec::new();
         if let Some(token) = &request.auth_token {
             files.push((".auth_token", token.expose().as_bytes(), 0o600));
@@ -188,6 +197,28 @@ impl DockerProvisioner {
             agent_url: Some(url),
             instance_id: None,
         })
+    }
+
+    /// Uploads the request's config files into the created container's `/configs`, owned by
+    /// the agent's uid.
+    async fn upload_config_files(
+        &self,
+        docker: &Docker,
+        container: &str,
+        request: &ProvisionRequest,
+    ) -> Result<(), ProvisionError> {
+        let tar = archive::tree(&request.config_files, AGENT_UID).map_err(|e| match e {
+            archive::TreeError::Refused(r) => ProvisionError::Refused(r),
+            archive::TreeError::Io(e) => ProvisionError::Failed(format!("archive: {e}")),
+        })?;
+        let options = UploadToContainerOptions {
+            path: "/configs".to_owned(),
+            ..Default::default()
+        };
+        docker
+            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| context(&e, "write the config files into /configs"))
     }
 
     /// Creates the network when it is missing (the reference expected docker-compose to).

@@ -204,6 +204,7 @@ mod tests {
             parent_id: None,
             model: Some("claude-x".into()),
             template: Some("reviewer".into()),
+            config_files: Vec::new(),
             workspace_dir: None,
             workspace_access: WorkspaceAccess::None,
             platform_url: "https://platform.example/".into(),

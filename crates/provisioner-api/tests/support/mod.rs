@@ -62,6 +62,7 @@ pub fn request(id: WorkspaceId, tier: Tier, runtime: &str) -> ProvisionRequest {
         parent_id: None,
         model: Some("model-x".into()),
         template: None,
+        config_files: Vec::new(),
         workspace_dir: None,
         workspace_access: WorkspaceAccess::None,
         platform_url: "http://platform.test:8080".into(),

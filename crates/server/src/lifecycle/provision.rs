@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use molecule_domain::{EventType, Tier, WorkspaceId, WorkspaceStatus};
+use molecule_domain::{EventType, RelPath, Tier, WorkspaceId, WorkspaceStatus};
 use molecule_provisioner_api::{ProvisionRequest, SecretValue};
 use molecule_store::{StatusChange, Workspace};
 use serde_json::{Value, json};
@@ -28,16 +28,27 @@ impl Lifecycle {
     /// Provisions a workspace that is in `provisioning`, in the background; the returned
     /// handle completes when the backend call has finished (tests and callers may await it).
     pub fn spawn_provision(&self, id: WorkspaceId) -> tokio::task::JoinHandle<()> {
+        self.spawn_provision_with_files(id, Vec::new())
+    }
+
+    /// [`Lifecycle::spawn_provision`] with the files the workspace's config root starts
+    /// from (a template's, or a generated `config.yaml`): the backend writes them before the
+    /// agent starts.
+    pub fn spawn_provision_with_files(
+        &self,
+        id: WorkspaceId,
+        files: Vec<(RelPath, Vec<u8>)>,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let lock = this.lock_of(id);
             let _guard = lock.lock().await;
-            this.provision_locked(id).await;
+            this.provision_locked(id, files).await;
         })
     }
 
-    /// Provisions under the caller's lock.
-    pub(crate) async fn provision_locked(&self, id: WorkspaceId) {
+    /// Provisions under the caller's lock, with `files` for the config root.
+    pub(crate) async fn provision_locked(&self, id: WorkspaceId, files: Vec<(RelPath, Vec<u8>)>) {
         let store = &self.inner.store;
         let ws = match store.workspaces().get(id).await {
             Ok(Some(ws)) if ws.status == WorkspaceStatus::Provisioning => ws,
@@ -53,7 +64,10 @@ impl Lifecycle {
             return;
         };
         let request = match self.request_for(&ws, backend.delivers_credentials()).await {
-            Ok(r) => r,
+            Ok(r) => ProvisionRequest {
+                config_files: files,
+                ..r
+            },
             Err(reason) => {
                 self.mark_failed(id, reason, json!({ "error": reason }))
                     .await;
@@ -199,6 +213,7 @@ impl Lifecycle {
             parent_id: ws.parent_id,
             model,
             template: None,
+            config_files: Vec::new(),
             workspace_dir: ws.workspace_dir.clone(),
             workspace_access: ws.workspace_access,
             platform_url: self.inner.platform_url.clone(),

@@ -100,6 +100,6 @@ impl Lifecycle {
         {
             tracing::warn!(workspace = %id, error = %e, "restart: stopping the old compute failed");
         }
-        self.provision_locked(id).await;
+        self.provision_locked(id, Vec::new()).await;
     }
 }

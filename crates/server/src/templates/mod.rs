@@ -6,3 +6,4 @@
 pub(crate) mod catalog;
 pub(crate) mod generated;
 pub(crate) mod import;
+pub(crate) mod source;

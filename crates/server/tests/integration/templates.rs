@@ -1,7 +1,8 @@
 //! Workspace templates over real HTTP, both databases (spec templates §1.1): the catalogue of
 //! a configs directory (sorted, unparsable templates skipped, optional keys left out) and
 //! imports (generated config.yaml that parses back to the name sent, 409 on an existing
-//! directory, every bad path refused with nothing written).
+//! directory, every bad path refused with nothing written); and new workspaces starting from a
+//! template's files, `<runtime>-default`'s, or a generated config.yaml.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ on_both_backends!(
     the_catalogue_lists_parsable_templates_in_order,
     an_import_writes_the_files_and_a_generated_config,
     bad_imports_write_nothing,
+    new_workspaces_start_from_their_template,
 );
 
 async fn server(db: TestStore, dir: &Path) -> TestServer {
@@ -196,4 +198,107 @@ async fn bad_imports_write_nothing(db: TestStore) {
         )
         .await;
     assert_eq!(reply.0, 503);
+}
+
+/// The config files of the first provision request of `id`, as `(path, text)`.
+async fn provisioned_files(
+    s: &TestServer,
+    id: molecule_domain::WorkspaceId,
+) -> Vec<(String, String)> {
+    let backend = s.backend.as_ref().unwrap();
+    backend.wait_for(|b| b.started(id) >= 1).await;
+    let request = backend.starts_of(id).remove(0);
+    request
+        .config_files
+        .iter()
+        .map(|(p, b)| {
+            (
+                p.as_str().to_owned(),
+                String::from_utf8_lossy(b).into_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn new_workspaces_start_from_their_template(db: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "writer/config.yaml",
+        "name: Writer\nruntime: hermes\nruntime_config:\n  model: \"x:y\"\n",
+    );
+    write(dir.path(), "writer/system-prompt.md", "Write well.");
+    write(dir.path(), "writer/skills/edit/SKILL.md", "edit");
+    write(
+        dir.path(),
+        "langgraph-default/config.yaml",
+        "name: default\n",
+    );
+    let s = server(db, dir.path()).await;
+
+    // A template fills in the runtime and model the request leaves out, and its files go to
+    // the backend.
+    let id = s.create(json!({"name": "W", "template": "writer"})).await;
+    let files = provisioned_files(&s, id).await;
+    let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        ["config.yaml", "system-prompt.md", "skills/edit/SKILL.md"]
+    );
+    let ws = assert_status(
+        s.admin("GET", &format!("/workspaces/{id}"), None).await,
+        200,
+    );
+    assert_eq!(ws["runtime"], "hermes");
+    let request = s.backend.as_ref().unwrap().starts_of(id).remove(0);
+    assert_eq!(request.runtime, "hermes");
+    assert_eq!(
+        request.env.get("MODEL").map(|m| m.expose().to_owned()),
+        Some("x:y".to_owned())
+    );
+
+    // What the request names wins over the template.
+    let id = s
+        .create(json!({"name": "W2", "template": "writer", "runtime": "langgraph", "model": "m:n"}))
+        .await;
+    provisioned_files(&s, id).await;
+    let request = s.backend.as_ref().unwrap().starts_of(id).remove(0);
+    assert_eq!(request.runtime, "langgraph");
+    assert_eq!(
+        request.env.get("MODEL").map(|m| m.expose().to_owned()),
+        Some("m:n".to_owned())
+    );
+
+    // No template directory: `<runtime>-default`, else a generated config.yaml.
+    let id = s.create(json!({"name": "D", "template": "missing"})).await;
+    assert_eq!(
+        provisioned_files(&s, id).await,
+        [("config.yaml".to_owned(), "name: default\n".to_owned())]
+    );
+    let id = s
+        .create(json!({"name": "Gen", "role": "helper", "runtime": "hermes", "tier": 2}))
+        .await;
+    let files = provisioned_files(&s, id).await;
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        files[0].1,
+        "name: \"Gen\"\ndescription: \"helper\"\nversion: 1.0.0\ntier: 2\nruntime: \"hermes\"\n\
+         model: \"anthropic:claude-opus-4-7\"\nruntime_config:\n  timeout: 0\n"
+    );
+
+    // A template name that leaves the directory is refused before anything is created.
+    for bad in ["../writer", "a/b", ".hidden"] {
+        assert_error(
+            s.admin(
+                "POST",
+                "/workspaces",
+                Some(json!({"name": "X", "template": bad})),
+            )
+            .await,
+            400,
+            "invalid template",
+        );
+    }
+    let all = assert_status(s.admin("GET", "/workspaces", None).await, 200);
+    assert_eq!(all.as_array().unwrap().len(), 4);
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, ApiResult, ok_json};
 use crate::routes::body;
 use crate::state::AppState;
+use crate::templates::source;
 
 /// `POST /workspaces` body. Unknown fields are ignored; a field of the wrong type is a 400.
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,10 @@ pub(crate) struct Validated {
     pub(crate) canvas: Option<(f64, f64)>,
     /// The template's memories to seed: `(content, scope)` as given.
     pub(crate) initial_memories: Vec<(String, String)>,
+    /// The template directory's name under the configs directory, as given (checked).
+    pub(crate) template: Option<String>,
+    /// Whether the request named the runtime (else a template may fill it in).
+    pub(crate) runtime_given: bool,
 }
 
 /// Parses and validates a `POST /workspaces` body: everything `create` does before it writes.
@@ -94,6 +99,7 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
     if let Some(model) = &req.model {
         validation::model(model).map_err(|_| fields())?;
     }
+    let runtime_given = req.runtime.as_deref().is_some_and(|r| !r.trim().is_empty());
     let runtime = match req
         .runtime
         .as_deref()
@@ -109,7 +115,8 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
             rt
         }
     };
-    if let Some(t) = &req.template {
+    let template = req.template.filter(|t| !t.is_empty());
+    if let Some(t) = &template {
         validation::template_name(t)?;
     }
     let tier = Tier::from_request(req.tier)
@@ -204,6 +211,8 @@ fn validate_create(req: CreateRequest) -> ApiResult<Validated> {
                 (text("content"), text("scope"))
             })
             .collect(),
+        template,
+        runtime_given,
     })
 }
 
@@ -213,7 +222,8 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let v = parse_create(&body)?;
+    let mut v = parse_create(&body)?;
+    let files = config_source(&state, &mut v).await?;
     let created = state
         .store
         .workspaces()
@@ -260,7 +270,7 @@ pub(crate) async fn create(
     if v.external {
         return create_external(&state, &headers, ws, v.url).await;
     }
-    let handle = state.lifecycle.spawn_provision(ws.id);
+    let handle = state.lifecycle.spawn_provision_with_files(ws.id, files);
     let mut status = WorkspaceStatus::Provisioning;
     if !state.lifecycle.has_backend() {
         // The outcome is known at once: say it rather than "provisioning".
@@ -276,6 +286,78 @@ pub(crate) async fn create(
             "workspace_access": ws.workspace_access,
         }),
     ))
+}
+
+/// Fills the runtime and model a template names when the request leaves them out, then reads
+/// the files the workspace's config root starts from (spec lifecycle §6.1): the template's,
+/// else `<runtime>-default`'s, else a generated `config.yaml`. Nothing for an external one.
+async fn config_source(
+    state: &AppState,
+    v: &mut Validated,
+) -> ApiResult<Vec<(molecule_domain::RelPath, Vec<u8>)>> {
+    let configs = state.configs_dir.clone();
+    let template_dir = match (&configs, &v.template) {
+        (Some(c), Some(t)) => source::template_dir(c, t),
+        _ => None,
+    };
+    if let Some(dir) = template_dir.clone()
+        && (!v.runtime_given || v.model.is_none())
+    {
+        let found = tokio::task::spawn_blocking(move || source::defaults(&dir))
+            .await
+            .unwrap_or_default();
+        if !v.runtime_given
+            && !v.external
+            && let Some(runtime) = found.runtime
+        {
+            match Runtime::new(&runtime) {
+                Ok(rt) if Runtime::BUILTIN.contains(&rt.as_str()) => v.new.runtime = rt,
+                _ => tracing::warn!(%runtime, "template names an unknown runtime; ignored"),
+            }
+        }
+        if v.model.is_none() && validation::model(found.model.as_deref().unwrap_or("")).is_ok() {
+            v.model = found.model;
+        }
+    }
+    if v.external {
+        return Ok(Vec::new());
+    }
+    let (template, name, role, tier, runtime, model) = (
+        v.template.clone(),
+        v.new.name.clone(),
+        v.new.role.clone(),
+        v.new.tier.number(),
+        v.new.runtime.to_string(),
+        v.model.clone(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        let who = source::Identity {
+            name: &name,
+            role: role.as_deref(),
+            tier,
+            runtime: &runtime,
+            model: model.as_deref(),
+        };
+        source::config_files(
+            configs.as_deref().map(|c| c.as_path()),
+            template.as_deref(),
+            &who,
+        )
+    })
+    .await;
+    match read {
+        Ok(Ok(files)) => Ok(files),
+        Ok(Err(source::SourceError::TooLarge)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "template too large (at most {} files, {} MiB)",
+                source::MAX_FILES,
+                source::MAX_BYTES / (1024 * 1024)
+            ),
+        )),
+        Ok(Err(e)) => Err(ApiError::internal("failed to read template", &e)),
+        Err(e) => Err(ApiError::internal("failed to read template", &e)),
+    }
 }
 
 /// Seeds the template's `initial_memories` into the awareness namespace (redacted, by the

@@ -174,6 +174,7 @@ pub fn provision_request(id: WorkspaceId, name: &str, platform_url: &str) -> Pro
         parent_id: None,
         model: None,
         template: None,
+        config_files: Vec::new(),
         workspace_dir: None,
         workspace_access: molecule_domain::WorkspaceAccess::None,
         platform_url: platform_url.into(),

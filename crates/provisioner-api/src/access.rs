@@ -89,13 +89,32 @@ impl WrittenTo {
 
 /// An interactive shell with a TTY inside a workspace's compute. Bytes sent on `input` reach
 /// its stdin; its output arrives on `output` and ends (the channel closes) when the shell
-/// exits. Dropping `input` ends the session.
+/// exits. Dropping `input` ends the session. Input is applied in the order it is sent, window
+/// changes included.
 #[derive(Debug)]
 pub struct Terminal {
-    /// To the shell's stdin.
-    pub input: mpsc::Sender<Vec<u8>>,
+    /// To the shell: keystrokes for its stdin, and window changes of its TTY.
+    pub input: mpsc::Sender<TerminalInput>,
     /// From the shell's TTY (stdout and stderr interleaved).
     pub output: mpsc::Receiver<Vec<u8>>,
+}
+
+/// What a client sends a [`Terminal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalInput {
+    /// Bytes for the shell's stdin.
+    Data(Vec<u8>),
+    /// A new TTY window size.
+    Resize(TerminalSize),
+}
+
+/// A TTY window size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
 }
 
 /// One step of a terminal diagnosis (spec provisioner §1.9 "Diagnose").

@@ -1,11 +1,12 @@
 //! The interactive shell of a Docker workspace (spec provisioner §1.9, local path): an exec of
 //! `/bin/bash` (or `/bin/sh` when the image has no bash) with a TTY and stdin attached in the
-//! container `ws-<id12>`, its output pumped into the [`Terminal`]'s channels.
+//! container `ws-<id12>`, its output pumped into the [`Terminal`]'s channels, window sizes
+//! applied with the exec resize API.
 
 use std::time::Instant;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::query_parameters::ContainerArchiveInfoOptions;
+use bollard::query_parameters::{ContainerArchiveInfoOptions, ResizeExecOptions};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use super::DockerProvisioner;
 use super::errors::{context, is_not_found};
 use crate::ProvisionError;
-use crate::access::{DiagnoseStep, Target, Terminal};
+use crate::access::{DiagnoseStep, Target, Terminal, TerminalInput};
 use crate::names::container_name;
 
 /// Chunks of terminal traffic that may wait in each direction.
@@ -62,7 +63,9 @@ impl DockerProvisioner {
         else {
             return Err(ProvisionError::Failed("the shell exec detached".to_owned()));
         };
-        let (to_shell, mut from_client) = mpsc::channel::<Vec<u8>>(TERMINAL_BUFFER);
+        let (to_shell, mut from_client) = mpsc::channel::<TerminalInput>(TERMINAL_BUFFER);
+        let resizer = docker.clone();
+        let exec_id = exec.id.clone();
         let (to_client, from_shell) = mpsc::channel::<Vec<u8>>(TERMINAL_BUFFER);
         tokio::spawn(async move {
             while let Some(item) = output.next().await {
@@ -73,9 +76,22 @@ impl DockerProvisioner {
             }
         });
         tokio::spawn(async move {
-            while let Some(bytes) = from_client.recv().await {
-                if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
-                    break;
+            while let Some(message) = from_client.recv().await {
+                match message {
+                    TerminalInput::Data(bytes) => {
+                        if input.write_all(&bytes).await.is_err() || input.flush().await.is_err() {
+                            break;
+                        }
+                    }
+                    TerminalInput::Resize(size) => {
+                        let options = ResizeExecOptions {
+                            h: i32::from(size.rows),
+                            w: i32::from(size.cols),
+                        };
+                        if let Err(e) = resizer.resize_exec(&exec_id, options).await {
+                            tracing::debug!(error = %e, "docker: terminal resize failed");
+                        }
+                    }
                 }
             }
             // The client is gone: end the shell's input, which closes its TTY.

@@ -15,6 +15,7 @@ use super::Ec2Provisioner;
 use super::errors::to_error;
 use super::ssh_settings::SshAddress;
 use crate::ProvisionError;
+use crate::access::TerminalInput;
 
 /// Stderr kept of a remote command (for logs).
 const STDERR_LIMIT: usize = 64 * 1024;
@@ -313,9 +314,9 @@ impl SshSession {
         Ok(out)
     }
 
-    /// An interactive login shell with a PTY (`xterm-256color`, 80×24). Input and output are
-    /// pumped by a task that owns the session and ends it when the shell exits or the input
-    /// side is dropped.
+    /// An interactive login shell with a PTY (`xterm-256color`, 80×24, resizable). Input,
+    /// output and window changes are pumped by a task that owns the session and ends it when
+    /// the shell exits or the input side is dropped.
     pub(super) async fn shell(self) -> Result<crate::access::Terminal, ProvisionError> {
         let channel = self
             .handle
@@ -330,7 +331,7 @@ impl SshSession {
             .request_shell(true)
             .await
             .map_err(|e| ssh_error("request shell", &e))?;
-        let (input, mut input_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let (input, mut input_rx) = tokio::sync::mpsc::channel::<TerminalInput>(64);
         let (output_tx, output) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
         let (mut read, write) = channel.split();
         let handle = self.handle;
@@ -346,10 +347,16 @@ impl SshSession {
                         Some(ChannelMsg::Close) | None => break,
                         Some(_) => {}
                     },
-                    bytes = input_rx.recv() => match bytes {
-                        Some(bytes) => {
+                    message = input_rx.recv() => match message {
+                        Some(TerminalInput::Data(bytes)) => {
                             if write.data(&bytes[..]).await.is_err() {
                                 break;
+                            }
+                        }
+                        Some(TerminalInput::Resize(size)) => {
+                            let (cols, rows) = (u32::from(size.cols), u32::from(size.rows));
+                            if let Err(e) = write.window_change(cols, rows, 0, 0).await {
+                                tracing::debug!(error = %e, "ssh: terminal resize failed");
                             }
                         }
                         None => break,

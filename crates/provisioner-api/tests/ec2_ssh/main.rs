@@ -16,7 +16,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use molecule_domain::{Tier, WorkspaceId};
-use molecule_provisioner_api::access::{FileEntry, FileRoot, RelPath, Target, WrittenTo};
+use molecule_provisioner_api::access::{
+    FileEntry, FileRoot, RelPath, Target, TerminalInput, TerminalSize, WrittenTo,
+};
 use molecule_provisioner_api::ec2::terminal::PROBE_MARKER;
 use molecule_provisioner_api::ec2::{Ec2Config, Ec2Provisioner};
 use molecule_provisioner_api::{ProvisionError, Provisioner};
@@ -389,8 +391,18 @@ async fn terminal_runs_a_command_and_diagnose_passes() {
     assert!(PROBE_MARKER.ends_with("_OK"));
 
     let mut term = rig.ec2.open_terminal(&t).await.unwrap();
+    // A window change is applied before the input that follows it.
     term.input
-        .send(b"echo \"answer=$((6*7))\"; tty\n".to_vec())
+        .send(TerminalInput::Resize(TerminalSize {
+            cols: 123,
+            rows: 45,
+        }))
+        .await
+        .unwrap();
+    term.input
+        .send(TerminalInput::Data(
+            b"echo \"answer=$((6*7))\"; tty; echo \"size=$(stty size)\"\n".to_vec(),
+        ))
         .await
         .unwrap();
     let mut seen = Vec::new();
@@ -398,7 +410,10 @@ async fn terminal_runs_a_command_and_diagnose_passes() {
         while let Some(chunk) = term.output.recv().await {
             seen.extend_from_slice(&chunk);
             let text = String::from_utf8_lossy(&seen);
-            if text.contains("answer=42") && text.contains("/dev/pts/") {
+            if text.contains("answer=42")
+                && text.contains("/dev/pts/")
+                && text.contains("size=45 123")
+            {
                 return true;
             }
         }
@@ -407,7 +422,10 @@ async fn terminal_runs_a_command_and_diagnose_passes() {
     .await;
     assert_eq!(found, Ok(true), "{}", String::from_utf8_lossy(&seen));
     // The shell exits: the output side ends.
-    term.input.send(b"exit\n".to_vec()).await.unwrap();
+    term.input
+        .send(TerminalInput::Data(b"exit\n".to_vec()))
+        .await
+        .unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
         while term.output.recv().await.is_some() {}
     })

@@ -1,6 +1,7 @@
 //! The terminal (spec provisioner §1.9): `GET /workspaces/:id/terminal`, a WebSocket onto an
 //! interactive shell in the workspace's compute, and `GET …/terminal/diagnose`, the steps of
-//! opening one as a JSON report.
+//! opening one as a JSON report. Client frames go to the shell's stdin, except a text frame
+//! `{"type":"resize","cols":C,"rows":R}`, which resizes its TTY window.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::Response;
 use molecule_domain::{Runtime, WorkspaceId};
-use molecule_provisioner_api::access::Terminal;
+use molecule_provisioner_api::access::{Terminal, TerminalInput, TerminalSize};
 use molecule_store::{PlainToken, Workspace};
 use serde_json::{Value, json};
 
@@ -158,6 +159,30 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
+/// The most columns or rows a resize may ask for.
+const MAX_WINDOW: u16 = 1000;
+
+/// A text frame that is exactly `{"type":"resize","cols":C,"rows":R}` (1 ≤ C, R ≤ 1000)
+/// resizes the TTY; anything else is keyboard input.
+fn window_size(text: &str) -> Option<TerminalSize> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Resize {
+        r#type: String,
+        cols: u16,
+        rows: u16,
+    }
+    if !text.starts_with('{') {
+        return None;
+    }
+    let r: Resize = serde_json::from_str(text).ok()?;
+    let fits = |n: u16| (1..=MAX_WINDOW).contains(&n);
+    (r.r#type == "resize" && fits(r.cols) && fits(r.rows)).then_some(TerminalSize {
+        cols: r.cols,
+        rows: r.rows,
+    })
+}
+
 /// Shell output to binary frames, client frames to the shell's stdin, until either side ends
 /// or the client is idle for [`IDLE_TIMEOUT`] (counted from its first message).
 async fn pump(mut socket: WebSocket, terminal: Terminal) {
@@ -183,14 +208,17 @@ async fn pump(mut socket: WebSocket, terminal: Terminal) {
                 }
             },
             message = socket.recv() => {
-                let bytes: Vec<u8> = match message {
-                    Some(Ok(Message::Binary(b))) => b.to_vec(),
-                    Some(Ok(Message::Text(t))) => t.as_str().as_bytes().to_vec(),
+                let next = match message {
+                    Some(Ok(Message::Binary(b))) => TerminalInput::Data(b.to_vec()),
+                    Some(Ok(Message::Text(t))) => match window_size(t.as_str()) {
+                        Some(size) => TerminalInput::Resize(size),
+                        None => TerminalInput::Data(t.as_str().as_bytes().to_vec()),
+                    },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 };
                 deadline = Some(tokio::time::Instant::now() + IDLE_TIMEOUT);
-                if input.send(bytes).await.is_err() {
+                if input.send(next).await.is_err() {
                     let _ = socket.send(close(close_code::NORMAL, "")).await;
                     return;
                 }
@@ -277,4 +305,32 @@ pub(crate) async fn diagnose(
         body["first_failure"] = Value::String(failure);
     }
     Ok(ok_json(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_exact_resize_frames_resize() {
+        assert_eq!(
+            window_size(r#"{"type":"resize","cols":120,"rows":40}"#),
+            Some(TerminalSize {
+                cols: 120,
+                rows: 40
+            })
+        );
+        for input in [
+            "ls\r",
+            "{",
+            r#"{"type":"resize","cols":0,"rows":40}"#,
+            r#"{"type":"resize","cols":70000,"rows":40}"#,
+            r#"{"type":"resize","cols":1001,"rows":40}"#,
+            r#"{"type":"other","cols":80,"rows":24}"#,
+            r#"{"type":"resize","cols":80,"rows":24,"x":1}"#,
+            r#" {"type":"resize","cols":80,"rows":24}"#,
+        ] {
+            assert_eq!(window_size(input), None, "{input}");
+        }
+    }
 }

@@ -508,6 +508,19 @@ async fn a_terminal_session_runs_a_command(db: TestStore) {
         .unwrap();
     let out = read_until(&mut socket, "hello-2").await;
     assert!(out.contains("hello-2"), "{out}");
+    // A resize frame changes the TTY's window before the input that follows it.
+    socket
+        .send(Message::Text(
+            r#"{"type":"resize","cols":132,"rows":43}"#.into(),
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(Message::Text("echo size=$(stty size)\n".into()))
+        .await
+        .unwrap();
+    let out = read_until(&mut socket, "size=43 132").await;
+    assert!(out.contains("size=43 132"), "{out}");
     // The shell exits: the server closes the socket normally.
     socket
         .send(Message::Binary(b"exit\n".to_vec().into()))

@@ -553,25 +553,27 @@ async fn a_terminal_session_runs_a_command(db: TestStore) {
     assert_eq!(diagnose["first_failure"], "container-found");
 }
 
-/// A workspace created from a template starts with the template's files in `/configs`, owned
-/// by the agent, and the agent (which reads its secrets from there too) comes online.
+/// A template imported over the API, then a workspace created from it: the template's files are
+/// in `/configs`, owned by the agent, and the agent (which reads its secrets from there too)
+/// comes online.
 async fn a_template_seeds_the_config_volume(db: TestStore) {
     let _serial = SERIAL.lock().await;
     let cleanup = Cleanup::default();
     let configs = tempfile::tempdir().unwrap();
-    let template = configs.path().join("e2e-writer");
-    std::fs::create_dir_all(template.join("skills/edit")).unwrap();
-    std::fs::write(
-        template.join("config.yaml"),
-        "name: Writer\nruntime: langgraph\n",
-    )
-    .unwrap();
-    std::fs::write(template.join("skills/edit/SKILL.md"), "edit well").unwrap();
     let dir = configs.path().to_path_buf();
     let s = TestServer::start_reachable(db, docker().await, gateway(), move |st| {
         st.with_configs_dir(Some(dir))
     })
     .await;
+    // The template arrives the way the canvas imports one.
+    let import = json!({"name": "e2e-writer", "files": {
+        "config.yaml": "name: Writer\nruntime: langgraph\n",
+        "skills/edit/SKILL.md": "edit well",
+    }});
+    assert_status(
+        s.admin("POST", "/templates/import", Some(import)).await,
+        201,
+    );
     let id = s
         .create(json!({"name": "templated-e2e", "template": "e2e-writer"}))
         .await;

@@ -42,7 +42,8 @@ pub fn team_config(text: &str) -> Result<TeamPlan, String> {
     let config = crate::routes::team::parse_config(text).map_err(|e| e.to_string())?;
     let name = config.name.clone();
     let declared = config.sub_workspaces.len();
-    let (children, skipped) = crate::routes::team::planned_children(config);
+    let (planned, skipped) = crate::routes::team::planned_children(config);
+    let children = planned.into_iter().map(|c| (c.name, c.role)).collect();
     Ok(TeamPlan {
         name,
         declared,

@@ -155,15 +155,24 @@ impl DockerProvisioner {
     ) -> Result<(), ProvisionError> {
         let tar =
             archive::files(files, AGENT_UID).map_err(|e| ProvisionError::Failed(e.to_string()))?;
-        let options = UploadToContainerOptions {
-            path: "/configs".to_owned(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
-            .await
-            .map_err(|e| context(&e, "write /configs"))
+        upload_to_configs(docker, container, tar).await
     }
+}
+
+/// Unpacks a tar into a created (or running) container's `/configs`.
+async fn upload_to_configs(
+    docker: &Docker,
+    container: &str,
+    tar: Vec<u8>,
+) -> Result<(), ProvisionError> {
+    let options = UploadToContainerOptions {
+        path: "/configs".to_owned(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+        .await
+        .map_err(|e| context(&e, "write /configs"))
 }
 
 #[async_trait]

@@ -10,9 +10,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, RemoveVolumeOptions, UploadToContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions, RemoveVolumeOptions};
 use futures_util::StreamExt;
 use molecule_domain::{Tier, WorkspaceId};
 
@@ -211,14 +209,7 @@ impl DockerProvisioner {
             archive::TreeError::Refused(r) => ProvisionError::Refused(r),
             archive::TreeError::Io(e) => ProvisionError::Failed(format!("archive: {e}")),
         })?;
-        let options = UploadToContainerOptions {
-            path: "/configs".to_owned(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
-            .await
-            .map_err(|e| context(&e, "write the config files into /configs"))
+        super::upload_to_configs(docker, container, tar).await
     }
 
     /// Creates the network when it is missing (the reference expected docker-compose to).

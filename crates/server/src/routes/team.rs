@@ -6,7 +6,7 @@ use std::path::{Path as FsPath, PathBuf};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use molecule_domain::{EventType, Runtime, Tier, validation};
+use molecule_domain::{EventType, RelPath, Runtime, Tier, validation};
 use molecule_store::{NewWorkspace, Workspace};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult, OrInternal, ok_json};
 use crate::extract::WorkspacePath;
 use crate::lifecycle::LifecycleError;
 use crate::state::AppState;
+use crate::templates::source;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TeamConfig {
@@ -39,13 +40,27 @@ pub(crate) fn parse_config(text: &str) -> Result<TeamConfig, serde_norway::Error
     serde_norway::from_str(text)
 }
 
-/// The sub-workspaces `expand` creates, in order: the name (`name`, else `config`) and role of
-/// each entry (an invalid role dropped); and how many entries were skipped for want of a valid
-/// name.
-pub(crate) fn planned_children(config: TeamConfig) -> (Vec<(String, Option<String>)>, usize) {
+/// One sub-workspace `expand` creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlannedChild {
+    /// `name`, else `config`.
+    pub(crate) name: String,
+    /// The role, when valid.
+    pub(crate) role: Option<String>,
+    /// `config`: the template folder the child starts from, when it is a valid template name.
+    pub(crate) template: Option<String>,
+}
+
+/// The sub-workspaces `expand` creates, in order (an invalid role dropped); and how many
+/// entries were skipped for want of a valid name.
+pub(crate) fn planned_children(config: TeamConfig) -> (Vec<PlannedChild>, usize) {
     let mut children = Vec::new();
     let mut skipped = 0;
     for entry in config.sub_workspaces {
+        let template = entry
+            .config
+            .clone()
+            .filter(|t| validation::template_name(t).is_ok());
         match entry
             .name
             .or(entry.config)
@@ -53,7 +68,11 @@ pub(crate) fn planned_children(config: TeamConfig) -> (Vec<(String, Option<Strin
         {
             Some(name) => {
                 let role = entry.role.filter(|r| validation::role(r).is_ok());
-                children.push((name, role));
+                children.push(PlannedChild {
+                    name,
+                    role,
+                    template,
+                });
             }
             None => skipped += 1,
         }
@@ -122,7 +141,12 @@ pub(crate) async fn expand(
     if skipped > 0 {
         tracing::warn!(workspace = %id, skipped, "expand: skipped sub-workspaces without a valid name");
     }
-    for (name, role) in planned {
+    for PlannedChild {
+        name,
+        role,
+        template,
+    } in planned
+    {
         let mut new = NewWorkspace::named(name);
         new.role = role.clone();
         new.tier = tier;
@@ -143,7 +167,8 @@ pub(crate) async fn expand(
                 json!({ "name": child.name, "tier": child.tier, "parent_id": id }),
             )
             .await;
-        state.lifecycle.spawn_provision(child.id);
+        let files = child_files(configs, template, &child).await;
+        state.lifecycle.spawn_provision_with_files(child.id, files);
         children.push(json!({ "id": child.id, "name": child.name, "role": role }));
     }
     state
@@ -158,6 +183,32 @@ pub(crate) async fn expand(
         StatusCode::OK,
         json!({ "status": "expanded", "children": children }),
     ))
+}
+
+/// The files a child starts from: its `config` template's, else `<runtime>-default`'s, else a
+/// generated `config.yaml` (a template that cannot be read is logged and generated instead).
+async fn child_files(
+    configs: &FsPath,
+    template: Option<String>,
+    child: &Workspace,
+) -> Vec<(RelPath, Vec<u8>)> {
+    let configs = configs.to_path_buf();
+    let child = child.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let who = source::Identity {
+            name: &child.name,
+            role: child.role.as_deref(),
+            tier: child.tier,
+            runtime: &child.runtime,
+            model: None,
+        };
+        let read = source::config_files(Some(&configs), template.as_deref(), &who);
+        read.unwrap_or_else(|e| {
+            tracing::warn!(workspace = %child.id, error = %e, "expand: template not used");
+            source::config_files(None, None, &who).unwrap_or_default()
+        })
+    });
+    read.await.unwrap_or_default()
 }
 
 /// `POST /workspaces/:id/collapse` (workspace auth): removes the direct children, each with

@@ -104,6 +104,10 @@ async fn expand_creates_and_provisions_the_template_team(db: TestStore) {
         "name: Research Lead\nsub_workspaces:\n  - name: Reader\n    role: reads papers\n  - config: writer\n  - name: \"bad|name\"\n",
     )
     .unwrap();
+    // The `config: writer` child starts from the writer template's files.
+    std::fs::create_dir_all(configs.path().join("writer")).unwrap();
+    std::fs::write(configs.path().join("writer/config.yaml"), "name: Writer\n").unwrap();
+    std::fs::write(configs.path().join("writer/prompt.md"), "write").unwrap();
     let dir = configs.path().to_path_buf();
     let s = TestServer::start_configured(db, Options::STRICT, move |st| {
         st.with_configs_dir(Some(dir))
@@ -125,6 +129,29 @@ async fn expand_creates_and_provisions_the_template_team(db: TestStore) {
         s.backend().wait_for(|b| b.started(id) == 1).await;
         let ws = s.row(id).await;
         assert_eq!((ws.parent_id, ws.tier), (Some(lead), 2));
+        let request = s.backend().starts_of(id).remove(0);
+        let files: Vec<(&str, &[u8])> = request
+            .config_files
+            .iter()
+            .map(|(p, b)| (p.as_str(), b.as_slice()))
+            .collect();
+        if ws.name == "writer" {
+            assert_eq!(
+                files,
+                [
+                    ("config.yaml", &b"name: Writer\n"[..]),
+                    ("prompt.md", b"write")
+                ]
+            );
+        } else {
+            // No template: the generated config.yaml with the child's name and role.
+            assert_eq!(files.len(), 1);
+            let text = String::from_utf8_lossy(files[0].1);
+            assert!(
+                text.starts_with("name: \"Reader\"\ndescription: \"reads papers\"\n"),
+                "{text}"
+            );
+        }
     }
     let orphan = s.create(json!({"name": "No Template"})).await;
     let expand = s.admin("POST", &format!("/workspaces/{orphan}/expand"), None);

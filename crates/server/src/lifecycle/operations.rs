@@ -1,7 +1,7 @@
 //! Operator operations: restart, pause, resume, hibernate, wake, remove; and the offline
 //! handler the sweepers use.
 
-use molecule_domain::{EventType, Runtime, WorkspaceId, WorkspaceStatus};
+use molecule_domain::{EventType, RelPath, Runtime, WorkspaceId, WorkspaceStatus};
 use molecule_store::{StatusChange, StoreError, Workspace};
 use serde_json::json;
 
@@ -97,6 +97,16 @@ impl Lifecycle {
 
     /// `POST /workspaces/:id/restart`: provisioning again, through the coalesced restart path.
     pub async fn restart(&self, id: WorkspaceId) -> Result<RestartOutcome, LifecycleError> {
+        self.restart_with_files(id, Vec::new()).await
+    }
+
+    /// [`Lifecycle::restart`] with config files to write before the agent starts again (a
+    /// template applied on restart).
+    pub async fn restart_with_files(
+        &self,
+        id: WorkspaceId,
+        files: Vec<(RelPath, Vec<u8>)>,
+    ) -> Result<RestartOutcome, LifecycleError> {
         let lock = self.lock_of(id);
         let guard = lock.lock().await;
         let ws = self.live(id).await?;
@@ -131,7 +141,7 @@ impl Lifecycle {
             self.emit_provisioning(&ws).await;
         }
         drop(guard);
-        self.request_restart(id);
+        self.request_restart_with_files(id, files);
         Ok(RestartOutcome::Restarting)
     }
 

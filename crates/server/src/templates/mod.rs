@@ -6,4 +6,5 @@
 pub(crate) mod catalog;
 pub(crate) mod generated;
 pub(crate) mod import;
+pub(crate) mod restart;
 pub(crate) mod source;

@@ -8,9 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use molecule_domain::RelPath;
+use molecule_domain::paths::normalize_name;
 use serde::Deserialize;
 
 use super::generated::quoted;
+
+/// Files for a workspace's config root, at their relative paths.
+pub(crate) type ConfigFiles = Vec<(RelPath, Vec<u8>)>;
 
 /// The most files a template may bring.
 pub(crate) const MAX_FILES: usize = 1000;
@@ -66,6 +70,48 @@ pub(crate) fn template_dir(configs: &Path, template: &str) -> Option<PathBuf> {
         .then_some(dir)
 }
 
+/// The template directory of a workspace named `name` (the Files API's fallback, restart's
+/// `apply_template`): `<configs>/<normalize_name(name)>`,
+/// else a directory named `lower(name)` with spaces as `-` (when that is one plain path
+/// piece), else the first directory (by name, not `ws-*`) whose `config.yaml` has a first
+/// `name:` line equal to `name` ignoring case.
+pub(crate) fn dir_for_workspace(configs: &Path, name: &str) -> Option<PathBuf> {
+    let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
+    let normalized = configs.join(normalize_name(name));
+    if is_dir(&normalized) {
+        return Some(normalized);
+    }
+    let dashed = name.to_lowercase().replace(' ', "-");
+    let plain = !dashed.is_empty()
+        && !dashed.contains(['/', '\\', '\0'])
+        && dashed != "."
+        && !dashed.contains("..");
+    if plain && is_dir(&configs.join(&dashed)) {
+        return Some(configs.join(dashed));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(configs)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("ws-"))
+        .map(|e| e.path())
+        .filter(|p| is_dir(p))
+        .collect();
+    dirs.sort();
+    dirs.into_iter().find(|dir| {
+        std::fs::read_to_string(dir.join("config.yaml"))
+            .ok()
+            .and_then(|text| first_name(&text))
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The value of the first `name:` line of a config.yaml, unquoted.
+fn first_name(text: &str) -> Option<String> {
+    let line = text.lines().find(|l| l.starts_with("name:"))?;
+    let value = line.trim_start_matches("name:").trim();
+    Some(value.trim_matches(|c| c == '"' || c == '\'').to_owned())
+}
+
 /// The runtime and model of `<dir>/config.yaml`; nothing when it is missing or does not
 /// parse.
 pub(crate) fn defaults(dir: &Path) -> TemplateDefaults {
@@ -88,7 +134,7 @@ pub(crate) fn config_files(
     configs: Option<&Path>,
     template: Option<&str>,
     who: &Identity<'_>,
-) -> Result<Vec<(RelPath, Vec<u8>)>, SourceError> {
+) -> Result<ConfigFiles, SourceError> {
     let dir = configs.and_then(|c| {
         template
             .and_then(|t| template_dir(c, t))
@@ -100,7 +146,7 @@ pub(crate) fn config_files(
     }
 }
 
-fn generated_only(who: &Identity<'_>) -> Vec<(RelPath, Vec<u8>)> {
+fn generated_only(who: &Identity<'_>) -> ConfigFiles {
     match RelPath::parse("config.yaml") {
         Ok(path) => vec![(path, default_config(who).into_bytes())],
         Err(_) => Vec::new(),
@@ -135,7 +181,7 @@ pub(crate) fn default_config(who: &Identity<'_>) -> String {
 
 /// Every regular file under `dir` at its relative path. Links and other special files are
 /// skipped, as are names that are not plain relative paths.
-fn read_tree(dir: &Path) -> Result<Vec<(RelPath, Vec<u8>)>, SourceError> {
+pub(crate) fn read_tree(dir: &Path) -> Result<ConfigFiles, SourceError> {
     let mut files = Vec::new();
     let mut total = 0usize;
     let mut pending = vec![(dir.to_path_buf(), String::new())];
@@ -228,6 +274,15 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn first_name_lines() {
+        assert_eq!(
+            first_name("x: 1\nname: \"My Agent\"\n"),
+            Some("My Agent".into())
+        );
+        assert_eq!(first_name("description: d\n"), None);
     }
 
     #[test]

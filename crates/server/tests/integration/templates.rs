@@ -17,6 +17,7 @@ on_both_backends!(
     an_import_writes_the_files_and_a_generated_config,
     bad_imports_write_nothing,
     new_workspaces_start_from_their_template,
+    restarts_keep_the_config_unless_a_template_is_applied,
 );
 
 async fn server(db: TestStore, dir: &Path) -> TestServer {
@@ -301,4 +302,46 @@ async fn new_workspaces_start_from_their_template(db: TestStore) {
     }
     let all = assert_status(s.admin("GET", "/workspaces", None).await, 200);
     assert_eq!(all.as_array().unwrap().len(), 4);
+}
+
+async fn restarts_keep_the_config_unless_a_template_is_applied(db: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "my-agent/config.yaml", "name: My Agent\n");
+    write(dir.path(), "other/config.yaml", "name: other\n");
+    write(dir.path(), "other/extra.md", "x");
+    let s = server(db, dir.path()).await;
+    let id = s.create(json!({"name": "My Agent"})).await;
+    let backend = s.backend.as_ref().unwrap();
+    backend.wait_for(|b| b.started(id) >= 1).await;
+    let path = format!("/workspaces/{id}/restart");
+    let restart = |body: Value| s.admin("POST", &path, Some(body));
+    let files_of_start = |n: usize| {
+        backend.starts_of(id)[n]
+            .config_files
+            .iter()
+            .map(|(p, _)| p.as_str().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    // A plain restart (Save + Restart) keeps the config storage as it is.
+    let reply = assert_status(restart(json!({})).await, 200);
+    assert_eq!(reply["config_dir"], "existing-volume");
+    backend.wait_for(|b| b.started(id) >= 2).await;
+    assert!(files_of_start(1).is_empty());
+
+    // apply_template: the workspace's own template, by name.
+    let reply = assert_status(restart(json!({"apply_template": true})).await, 200);
+    assert_eq!(reply["config_dir"], "my-agent");
+    backend.wait_for(|b| b.started(id) >= 3).await;
+    assert_eq!(files_of_start(2), ["config.yaml"]);
+
+    // An explicit template wins; one that leaves the directory is ignored.
+    let reply = assert_status(restart(json!({"template": "other"})).await, 200);
+    assert_eq!(reply["config_dir"], "other");
+    backend.wait_for(|b| b.started(id) >= 4).await;
+    assert_eq!(files_of_start(3), ["config.yaml", "extra.md"]);
+    let reply = assert_status(restart(json!({"template": "../my-agent"})).await, 200);
+    assert_eq!(reply["config_dir"], "existing-volume");
+    backend.wait_for(|b| b.started(id) >= 5).await;
+    assert!(files_of_start(4).is_empty());
 }

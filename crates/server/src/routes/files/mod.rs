@@ -123,7 +123,7 @@ fn entries_body(entries: &[FileEntry]) -> Response {
 
 fn template_dir(state: &AppState, ws: &Workspace) -> Option<std::path::PathBuf> {
     let configs = state.configs_dir.as_deref()?;
-    template::template_dir(configs, &ws.name)
+    crate::templates::source::dir_for_workspace(configs, &ws.name)
 }
 
 async fn workspace(state: &AppState, id: WorkspaceId) -> ApiResult<Workspace> {

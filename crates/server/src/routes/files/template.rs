@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use molecule_domain::RelPath;
-use molecule_domain::paths::normalize_name;
 use molecule_provisioner_api::access::{
     FileEntry, LIST_EXCLUDED, MAX_LIST_ENTRIES, MAX_READ_BYTES,
 };
@@ -18,47 +17,6 @@ pub(crate) enum FallbackError {
     NotFound,
     /// Over [`MAX_READ_BYTES`] or [`MAX_LIST_ENTRIES`].
     TooLarge,
-}
-
-/// The template directory of a workspace named `name`: `<configs>/<normalize_name(name)>`,
-/// else a directory named `lower(name)` with spaces as `-` (when that is one plain path
-/// piece), else the first directory (by name, not `ws-*`) whose `config.yaml` has a first
-/// `name:` line equal to `name` ignoring case.
-pub(crate) fn template_dir(configs: &Path, name: &str) -> Option<PathBuf> {
-    let is_dir = |p: &Path| p.symlink_metadata().is_ok_and(|m| m.is_dir());
-    let normalized = configs.join(normalize_name(name));
-    if is_dir(&normalized) {
-        return Some(normalized);
-    }
-    let dashed = name.to_lowercase().replace(' ', "-");
-    let plain = !dashed.is_empty()
-        && !dashed.contains(['/', '\\', '\0'])
-        && dashed != "."
-        && !dashed.contains("..");
-    if plain && is_dir(&configs.join(&dashed)) {
-        return Some(configs.join(dashed));
-    }
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(configs)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with("ws-"))
-        .map(|e| e.path())
-        .filter(|p| is_dir(p))
-        .collect();
-    dirs.sort();
-    dirs.into_iter().find(|dir| {
-        std::fs::read_to_string(dir.join("config.yaml"))
-            .ok()
-            .and_then(|text| first_name(&text))
-            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-    })
-}
-
-/// The value of the first `name:` line of a config.yaml, unquoted.
-fn first_name(text: &str) -> Option<String> {
-    let line = text.lines().find(|l| l.starts_with("name:"))?;
-    let value = line.trim_start_matches("name:").trim();
-    Some(value.trim_matches(|c| c == '"' || c == '\'').to_owned())
 }
 
 /// `dir` joined with `path`, each piece checked without following links: every piece but the
@@ -145,18 +103,4 @@ fn walk(at: &Path, prefix: &str, depth: u8, out: &mut Vec<FileEntry>) -> Result<
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_name_lines() {
-        assert_eq!(
-            first_name("x: 1\nname: \"My Agent\"\n"),
-            Some("My Agent".into())
-        );
-        assert_eq!(first_name("description: d\n"), None);
-    }
 }

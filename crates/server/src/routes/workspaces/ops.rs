@@ -15,6 +15,8 @@ use crate::extract::{JsonBody, Query, WorkspacePath, flag};
 use crate::lifecycle::{LifecycleError, RestartOutcome};
 use crate::routes::body;
 use crate::state::AppState;
+use crate::templates::restart;
+use crate::templates::source::SourceError;
 
 /// `DELETE /workspaces/:id` query.
 #[derive(Debug, Default, Deserialize)]
@@ -102,7 +104,8 @@ pub(crate) async fn restart(
     // The body is optional and its parse errors are ignored, as in the reference.
     let options = body::object(&body, "invalid request body").unwrap_or_default();
     let reset = query.reset || options.get("reset").and_then(Value::as_bool) == Some(true);
-    match state.lifecycle.restart(id).await? {
+    let (files, config_dir) = restart_source(&state, id, &options).await?;
+    match state.lifecycle.restart_with_files(id, files).await? {
         RestartOutcome::External => Ok(ok_json(
             StatusCode::OK,
             json!({
@@ -113,8 +116,41 @@ pub(crate) async fn restart(
         )),
         RestartOutcome::Restarting => Ok(ok_json(
             StatusCode::OK,
-            json!({ "status": "provisioning", "config_dir": "volume", "reset_session": reset }),
+            json!({ "status": "provisioning", "config_dir": config_dir, "reset_session": reset }),
         )),
+    }
+}
+
+/// The files a restart applies and the `config_dir` label it answers (spec lifecycle §7.4):
+/// nothing and `existing-volume` unless the body asks for a template.
+async fn restart_source(
+    state: &AppState,
+    id: molecule_domain::WorkspaceId,
+    body: &serde_json::Map<String, Value>,
+) -> ApiResult<(Vec<(molecule_domain::RelPath, Vec<u8>)>, String)> {
+    let options = restart::RestartOptions::from_body(body);
+    if options == restart::RestartOptions::default() {
+        return Ok((Vec::new(), restart::EXISTING_VOLUME.to_owned()));
+    }
+    let ws = crate::routes::live_workspace(state, id, "lookup failed").await?;
+    let configs = state.configs_dir.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        restart::files(
+            configs.as_deref().map(|c| c.as_path()),
+            &ws.name,
+            &ws.runtime,
+            &options,
+        )
+    })
+    .await;
+    match read {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(SourceError::TooLarge)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template too large",
+        )),
+        Ok(Err(e)) => Err(ApiError::internal("failed to read template", &e)),
+        Err(e) => Err(ApiError::internal("failed to read template", &e)),
     }
 }
 

@@ -13,23 +13,22 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::{Cleanup, SERIAL, container, docker, docker_cli, gateway, online, server};
+use super::{Cleanup, SERIAL, container, docker, docker_cli, online, server};
 use crate::common::{ADMIN, TestServer, assert_error, assert_status};
 
 on_both_backends!(
     files_round_trip_in_a_real_container,
     files_of_a_stopped_workspace_go_to_its_volume,
     a_terminal_session_runs_a_command,
-    a_template_seeds_the_config_volume,
 );
 
-fn files(id: WorkspaceId, rest: &str) -> String {
+pub(super) fn files(id: WorkspaceId, rest: &str) -> String {
     format!("/workspaces/{id}/files{rest}")
 }
 
 /// Runs `argv` in the workspace's container as root; answers whether it exited 0 and its
 /// output.
-fn exec(id: WorkspaceId, argv: &[&str]) -> (bool, String) {
+pub(super) fn exec(id: WorkspaceId, argv: &[&str]) -> (bool, String) {
     let name = container_name(id);
     let mut args = vec!["exec", "-u", "0", name.as_str()];
     args.extend_from_slice(argv);
@@ -551,53 +550,4 @@ async fn a_terminal_session_runs_a_command(db: TestStore) {
     );
     assert_eq!(diagnose["ok"], false);
     assert_eq!(diagnose["first_failure"], "container-found");
-}
-
-/// A template imported over the API, then a workspace created from it: the template's files are
-/// in `/configs`, owned by the agent, and the agent (which reads its secrets from there too)
-/// comes online.
-async fn a_template_seeds_the_config_volume(db: TestStore) {
-    let _serial = SERIAL.lock().await;
-    let cleanup = Cleanup::default();
-    let configs = tempfile::tempdir().unwrap();
-    let dir = configs.path().to_path_buf();
-    let s = TestServer::start_reachable(db, docker().await, gateway(), move |st| {
-        st.with_configs_dir(Some(dir))
-    })
-    .await;
-    // The template arrives the way the canvas imports one.
-    let import = json!({"name": "e2e-writer", "files": {
-        "config.yaml": "name: Writer\nruntime: langgraph\n",
-        "skills/edit/SKILL.md": "edit well",
-    }});
-    assert_status(
-        s.admin("POST", "/templates/import", Some(import)).await,
-        201,
-    );
-    let id = s
-        .create(json!({"name": "templated-e2e", "template": "e2e-writer"}))
-        .await;
-    cleanup.add(id);
-    online(&s, id).await;
-    assert_eq!(
-        exec(id, &["cat", "/configs/config.yaml"]).1,
-        "name: Writer\nruntime: langgraph\n"
-    );
-    assert_eq!(
-        exec(id, &["cat", "/configs/skills/edit/SKILL.md"]).1,
-        "edit well"
-    );
-    assert_eq!(
-        exec(id, &["stat", "-c", "%u", "/configs/skills/edit/SKILL.md"])
-            .1
-            .trim(),
-        "1000"
-    );
-    // And through the Files API.
-    let got = assert_status(
-        s.admin("GET", &files(id, "/skills/edit/SKILL.md"), None)
-            .await,
-        200,
-    );
-    assert_eq!(got["content"], "edit well");
 }

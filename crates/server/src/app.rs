@@ -17,6 +17,7 @@ use crate::routes::{
     observe, org_tokens, registry, schedules, secrets, system, team, templates, tokens, webhooks,
     workspaces,
 };
+use crate::routes::{bundles, org, plugin_allowlist, plugins};
 use crate::state::AppState;
 
 /// The whole HTTP API: [`routes`] inside [`with_pipeline`].
@@ -225,6 +226,20 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/workspaces/{id}/chat/download", Workspace => chat_files::download),
     route!(GET "/admin/github-installation-token", Admin => github_token::admin_token),
     route!(GET "/workspaces/{id}/github-installation-token", Workspace => github_token::workspace_token),
+    route!(GET "/org/templates", Admin => org::list),
+    route!(POST "/org/import", Admin => org::import),
+    route!(GET "/bundles/export/{id}", Admin => bundles::export),
+    route!(POST "/bundles/import", Admin => bundles::import),
+    route!(GET "/plugins", Public => plugins::list),
+    route!(GET "/plugins/sources", Public => plugins::sources),
+    route!(GET "/workspaces/{id}/plugins", Workspace => plugins::installed_list),
+    route!(GET "/workspaces/{id}/plugins/available", Workspace => plugins::available),
+    route!(GET "/workspaces/{id}/plugins/compatibility", Workspace => plugins::compatibility),
+    route!(POST "/workspaces/{id}/plugins", Workspace => plugins::install),
+    route!(DELETE "/workspaces/{id}/plugins/{name}", Workspace => plugins::uninstall),
+    route!(GET "/workspaces/{id}/plugins/{name}/download", WorkspaceOwn => plugins::download),
+    route!(GET "/orgs/{id}/plugins/allowlist", Admin => plugin_allowlist::get),
+    route!(PUT "/orgs/{id}/plugins/allowlist", Admin => plugin_allowlist::put),
 ];
 
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the

@@ -121,6 +121,32 @@ pub struct Config {
     #[arg(long, env = "CONFIGS_DIR")]
     pub configs_dir: Option<PathBuf>,
 
+    /// Directory of org templates (each a folder with an `org.yaml`); default: the first of
+    /// `org-templates`, `../org-templates`, `<CONFIGS_DIR>/../org-templates` that exists.
+    #[arg(long, env = "ORG_TEMPLATES_DIR")]
+    pub org_templates_dir: Option<PathBuf>,
+
+    /// The plugin registry (each subdirectory a plugin, the `local://` source); default:
+    /// `<CONFIGS_DIR>/../plugins`, `../plugins` or `plugins`, the first holding a plugin.
+    #[arg(long, env = "PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// `true` accepts `github://owner/repo` plugin sources without a `#ref` pin.
+    #[arg(long, env = "PLUGIN_ALLOW_UNPINNED")]
+    pub plugin_allow_unpinned: Option<String>,
+
+    /// Largest plugin install request body in bytes (positive; default 65536).
+    #[arg(long, env = "PLUGIN_INSTALL_BODY_MAX_BYTES")]
+    pub plugin_install_body_max_bytes: Option<String>,
+
+    /// How long one plugin install may take, e.g. `5m` (default 5m).
+    #[arg(long, env = "PLUGIN_INSTALL_FETCH_TIMEOUT")]
+    pub plugin_install_fetch_timeout: Option<String>,
+
+    /// Largest staged plugin in bytes (positive; default 104857600).
+    #[arg(long, env = "PLUGIN_INSTALL_MAX_DIR_BYTES")]
+    pub plugin_install_max_dir_bytes: Option<String>,
+
     /// Langfuse base URL for `GET /workspaces/:id/traces` (with the two keys below).
     #[arg(long, env = "LANGFUSE_HOST")]
     pub langfuse_host: Option<String>,
@@ -451,6 +477,29 @@ impl Config {
                 );
                 None
             }
+        }
+    }
+
+    /// Where org templates and plugins come from, and the plugin install limits.
+    pub fn catalog(&self) -> crate::catalog::Catalog {
+        let configs = self.configs_dir();
+        let limits = crate::catalog::PluginLimits::from_settings(
+            self.plugin_install_body_max_bytes.as_deref(),
+            self.plugin_install_fetch_timeout.as_deref(),
+            self.plugin_install_max_dir_bytes.as_deref(),
+        );
+        crate::catalog::Catalog {
+            org_templates_dir: self
+                .org_templates_dir
+                .clone()
+                .unwrap_or_else(|| crate::catalog::default_org_templates_dir(configs.as_deref())),
+            plugins_dir: self
+                .plugins_dir
+                .clone()
+                .unwrap_or_else(|| crate::catalog::default_plugins_dir(configs.as_deref())),
+            github_api_url: self.github_api_url.trim().trim_end_matches('/').to_owned(),
+            allow_unpinned: self.plugin_allow_unpinned.as_deref().map(str::trim) == Some("true"),
+            limits,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 mod backend;
 mod background;
+pub mod catalog;
 pub mod channels;
 pub mod config;
 pub(crate) mod error;
@@ -24,6 +25,8 @@ pub mod logging;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod observability;
+pub mod org;
+pub mod plugins;
 mod routes;
 pub mod scheduler;
 mod secret_key;
@@ -100,6 +103,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_a2a_settings(config.a2a_settings())
         .with_scheduler_settings(config.scheduler_settings())
         .with_configs_dir(config.configs_dir())
+        .with_catalog(config.catalog())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone())
         .with_channel_endpoints(config.channel_endpoints())
         .with_github_webhook_secret(config.github_webhook_secret.clone())

@@ -32,6 +32,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     /// The workspace template directory, if there is one.
     pub configs_dir: Option<Arc<std::path::PathBuf>>,
+    /// Org templates, plugin sources and the plugin install limits.
+    pub catalog: Arc<crate::catalog::Catalog>,
     /// Settings of the HTTP pipeline.
     pub http: Arc<HttpSettings>,
     /// The Prometheus metrics.
@@ -130,6 +132,7 @@ impl AppState {
             events,
             lifecycle,
             configs_dir: None,
+            catalog: Arc::default(),
             rate_limiter: RateLimiter::new(http.rate_limit, http.rate_window),
             org_mint_limiter: RateLimiter::new(ORG_MINT_LIMIT, ORG_MINT_WINDOW),
             mcp_limiter: RateLimiter::new(MCP_LIMIT, MCP_WINDOW),
@@ -218,6 +221,12 @@ impl AppState {
     /// The same state with this template directory.
     pub fn with_configs_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.configs_dir = dir.map(Arc::new);
+        self
+    }
+
+    /// The same state with these org template and plugin sources.
+    pub fn with_catalog(mut self, catalog: crate::catalog::Catalog) -> Self {
+        self.catalog = Arc::new(catalog);
         self
     }
 

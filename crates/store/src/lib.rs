@@ -29,6 +29,7 @@ mod memories;
 mod memory_backup;
 mod migrate;
 mod org_tokens;
+mod plugin_allowlist;
 pub mod private;
 mod queue;
 mod redact;
@@ -70,6 +71,7 @@ pub use listen::{EventListener, MAX_NOTIFY_BYTES};
 pub use memories::{Committed, Memories, Memory, NewMemory, RecallFilter};
 pub use memory_backup::{ExportedMemory, ImportEntry, ImportReport};
 pub use org_tokens::{IssuedOrgToken, ORG_TOKEN_LIST_LIMIT, OrgIdentity, OrgToken, OrgTokens};
+pub use plugin_allowlist::{AllowedPlugin, PluginAllowlist};
 pub use queue::{
     Enqueued, NewQueueItem, PRIORITY_CRITICAL, PRIORITY_INFO, PRIORITY_TASK, Queue, QueueItem,
     QueueStatus,
@@ -295,6 +297,11 @@ impl Store {
     /// The chat channels, their sensitive config sealed with the secrets key.
     pub fn channels(&self) -> Channels<'_> {
         Channels::new(&self.db, self.key.as_deref())
+    }
+
+    /// The per-org plugin allowlists.
+    pub fn plugin_allowlist(&self) -> PluginAllowlist<'_> {
+        PluginAllowlist::new(&self.db)
     }
 
     /// The org API tokens.

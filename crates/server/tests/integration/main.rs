@@ -28,6 +28,7 @@ mod http_limits;
 mod mcp;
 mod memories;
 mod observability;
+mod org;
 mod pipeline;
 mod schedules;
 mod secrets;

@@ -378,6 +378,23 @@ impl<'a> Workspaces<'a> {
         Ok(())
     }
 
+    /// Records the bundle a workspace was imported from (`POST /bundles/import`).
+    pub async fn set_source_bundle_id(
+        &self,
+        id: WorkspaceId,
+        bundle_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql =
+            Sql::same("UPDATE workspaces SET source_bundle_id = $2, updated_at = $3 WHERE id = $1");
+        db_query!(
+            self.db.exec(), query, sql,
+            DbUuid::from(id), bundle_id.to_owned(), DbTime::now();
+            execute
+        )?;
+        self.changed(id);
+        Ok(())
+    }
+
     /// Sets the backend's instance id.
     pub async fn set_instance_id(
         &self,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use molecule_domain::WorkspaceId;
+use molecule_provisioner_api::access::{FileEntry, FileRoot, RelPath, Target, WrittenTo};
 use molecule_provisioner_api::{
     BackendKind, ProvisionError, ProvisionRequest, Provisioner, Running, Started,
 };
@@ -32,9 +33,35 @@ pub struct FakeBackend {
     pub stops_entered: Mutex<usize>,
     /// Signalled after every recorded call.
     pub changed: tokio::sync::Notify,
+    /// The workspaces' files: `(workspace, "<root>/<path>")` → bytes (the access methods).
+    pub files: Mutex<std::collections::BTreeMap<(WorkspaceId, String), Vec<u8>>>,
 }
 
 impl FakeBackend {
+    /// The file `path` (e.g. `/configs/config.yaml`) of `id`, as text.
+    pub fn file(&self, id: WorkspaceId, path: &str) -> Option<String> {
+        let files = self.files.lock().unwrap();
+        files
+            .get(&(id, path.to_owned()))
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Every file path of `id` under `prefix`, sorted.
+    pub fn paths(&self, id: WorkspaceId, prefix: &str) -> Vec<String> {
+        let files = self.files.lock().unwrap();
+        files
+            .keys()
+            .filter(|(w, p)| *w == id && p.starts_with(prefix))
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    /// Puts a file into `id`'s compute behind the server's back.
+    pub fn put_file(&self, id: WorkspaceId, path: &str, content: &str) {
+        let mut files = self.files.lock().unwrap();
+        files.insert((id, path.to_owned()), content.as_bytes().to_vec());
+    }
+
     /// Waits until `done` holds for the recorded calls, woken by each new call (bounded by
     /// [`WITHIN`] only to turn a hang into a failure).
     pub async fn wait_for(&self, done: impl Fn(&FakeBackend) -> bool) {
@@ -110,6 +137,13 @@ impl Provisioner for FakeBackend {
 
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError> {
         self.starts.lock().unwrap().push(request.clone());
+        // The config files land in /configs, as the Docker backend uploads them.
+        let mut files = self.files.lock().unwrap();
+        for (path, bytes) in &request.config_files {
+            let key = (request.workspace_id, format!("/configs/{}", path.as_str()));
+            files.insert(key, bytes.clone());
+        }
+        drop(files);
         self.changed.notify_waiters();
         if *self.fail_start.lock().unwrap() {
             return Err(ProvisionError::Failed(
@@ -151,6 +185,86 @@ impl Provisioner for FakeBackend {
             .unwrap()
             .clone()
             .ok_or(ProvisionError::Unsupported("console_output"))
+    }
+
+    async fn list_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        dir: Option<&RelPath>,
+        depth: u8,
+    ) -> Result<Vec<FileEntry>, ProvisionError> {
+        let base = match dir {
+            Some(d) => format!("{}/{}/", root.as_str(), d.as_str()),
+            None => format!("{}/", root.as_str()),
+        };
+        let files = self.files.lock().unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        for ((w, p), bytes) in files.iter() {
+            let Some(rest) = p.strip_prefix(&base).filter(|_| *w == target.workspace_id) else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('/').collect();
+            for level in 1..=parts.len().min(usize::from(depth)) {
+                let path = parts[..level].join("/");
+                let dir = level < parts.len();
+                let size = if dir { 0 } else { bytes.len() as u64 };
+                out.insert(FileEntry { path, size, dir });
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn read_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<Vec<u8>, ProvisionError> {
+        let key = (
+            target.workspace_id,
+            format!("{}/{}", root.as_str(), path.as_str()),
+        );
+        self.files
+            .lock()
+            .unwrap()
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ProvisionError::NotFound(path.as_str().to_owned()))
+    }
+
+    async fn write_files(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        files: &[(RelPath, Vec<u8>)],
+    ) -> Result<WrittenTo, ProvisionError> {
+        let mut map = self.files.lock().unwrap();
+        for (path, bytes) in files {
+            let key = (
+                target.workspace_id,
+                format!("{}/{}", root.as_str(), path.as_str()),
+            );
+            map.insert(key, bytes.clone());
+        }
+        drop(map);
+        self.changed.notify_waiters();
+        Ok(WrittenTo::Container)
+    }
+
+    async fn delete_path(
+        &self,
+        target: &Target<'_>,
+        root: FileRoot,
+        path: &RelPath,
+    ) -> Result<(), ProvisionError> {
+        let exact = format!("{}/{}", root.as_str(), path.as_str());
+        let under = format!("{exact}/");
+        self.files.lock().unwrap().retain(|(w, p), _| {
+            !(*w == target.workspace_id && (*p == exact || p.starts_with(&under)))
+        });
+        self.changed.notify_waiters();
+        Ok(())
     }
 
     async fn running(&self, _id: WorkspaceId, _instance: Option<&str>) -> Running {

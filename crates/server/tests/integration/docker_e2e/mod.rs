@@ -11,6 +11,7 @@
 mod containers;
 mod files;
 mod lifecycle;
+mod org;
 mod templates;
 
 use std::net::IpAddr;

@@ -132,6 +132,43 @@ impl TestStore {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Runs raw SQL (one or more statements) on its own connection: a fault a test installs
+    /// in the real database, such as a trigger refusing a row.
+    pub async fn execute_raw(&self, sql: &str) {
+        if self.url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect to the SQLite test database");
+            sqlx::raw_sql(sql).execute(&mut c).await.expect("raw SQL");
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect to the PostgreSQL test database");
+            sqlx::raw_sql(sql).execute(&mut c).await.expect("raw SQL");
+        }
+    }
+
+    /// The one integer a raw SQL query answers (e.g. a `COUNT(*)`), on its own connection.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        if self.url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect to the SQLite test database");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("raw SQL")
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect to the PostgreSQL test database");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("raw SQL")
+        }
+    }
 }
 
 /// `server_url` with its database replaced by `name`.

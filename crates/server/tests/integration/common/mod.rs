@@ -42,6 +42,13 @@ pub struct TestServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl TestServer {
+    /// The test database behind this server (for raw SQL a test needs).
+    pub fn db(&self) -> &TestStore {
+        &self._db
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();

@@ -11,6 +11,7 @@ molecule_store::on_both_backends!(
     a_template_tree_imports_parents_first_with_its_files,
     bad_templates_are_refused_and_nothing_is_created,
     required_env_is_checked_against_global_secrets,
+    a_failure_half_way_leaves_no_half_imported_org,
 );
 
 const ORG: &str = r#"
@@ -361,5 +362,63 @@ async fn required_env_is_checked_against_global_secrets(db: TestStore) {
         s.backend().start_count(),
         0,
         "an external workspace is not provisioned"
+    );
+}
+
+/// Makes every insert of a workspace named `name` fail in the database itself (a trigger: a
+/// real database refusing a row, which no template can provoke once the plan is validated).
+async fn refuse_inserts_named(db: &TestStore, name: &str) {
+    let sql = if db.url().starts_with("sqlite") {
+        format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON workspaces WHEN NEW.name = '{name}' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    } else {
+        format!(
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN \
+             IF NEW.name = '{name}' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END \
+             $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse BEFORE INSERT ON workspaces FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    };
+    db.execute_raw(&sql).await;
+}
+
+async fn a_failure_half_way_leaves_no_half_imported_org(db: TestStore) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        &dir.path().join("org-templates/dev"),
+        &[
+            ("org.yaml", ORG),
+            ("teams/dev.yaml", TEAM),
+            ("welcome.md", "Welcome."),
+            ("lead/initial-prompt.md", "Lead."),
+            ("lead/standup.md", "Post the standup."),
+            ("lead/.env", "LEAD_KEY=lead-secret\n"),
+        ],
+    );
+    // The last of the four nodes fails: three rows (with a secret and a schedule) exist by then.
+    refuse_inserts_named(&db, "Fuzzer").await;
+    let s = TestServer::start_configured(db, Options::STRICT, with_dirs(dir.path(), None)).await;
+    let (status, body) = s
+        .admin("POST", "/org/import", Some(json!({"dir": "dev"})))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (500, Some("org import failed; nothing was created")),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains("refused"),
+        "the database's text leaked: {body}"
+    );
+    // Rolled back by removal: no rows at all (purged), nothing started.
+    let rows = s.db().query_i64("SELECT COUNT(*) FROM workspaces").await;
+    assert_eq!(rows, 0, "a half-imported org is left");
+    assert_eq!(count(&s).await, 0);
+    assert_eq!(
+        s.backend().start_count(),
+        0,
+        "nothing starts before every row exists"
     );
 }

@@ -1,5 +1,6 @@
 //! The `github://` fetch: the repository tarball over the GitHub REST API
-//! (`GET {api}/repos/{owner}/{repo}/tarball[/{ref}]`, anonymous, redirects followed), read
+//! (`GET {api}/repos/{owner}/{repo}/tarball[/{ref}]`, with an installation token when one is
+//! given, else anonymous; redirects followed, the token never sent to another host), read
 //! with a size bound and unpacked in memory. No `git` process is run.
 
 use super::Files;
@@ -26,10 +27,11 @@ pub enum FetchError {
     Other(String),
 }
 
-/// Fetches and unpacks `spec` from `api_base`.
+/// Fetches and unpacks `spec` from `api_base` (with `token` as the bearer, if any).
 pub async fn fetch(
     client: &reqwest::Client,
     api_base: &str,
+    token: Option<&str>,
     spec: &GithubSpec,
     cap: u64,
 ) -> Result<Files, FetchError> {
@@ -38,19 +40,20 @@ pub async fn fetch(
         url.push('/');
         url.push_str(r);
     }
-    let response = client
+    let mut request = client
         .get(&url)
         .header(reqwest::header::USER_AGENT, "molecule-rs")
-        .header(reqwest::header::ACCEPT, "application/vnd.github+json")
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                FetchError::Deadline
-            } else {
-                FetchError::Other(e.to_string())
-            }
-        })?;
+        .header(reqwest::header::ACCEPT, "application/vnd.github+json");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            FetchError::Deadline
+        } else {
+            FetchError::Other(e.to_string())
+        }
+    })?;
     match response.status().as_u16() {
         200..=299 => {}
         404 => return Err(FetchError::NotFound),

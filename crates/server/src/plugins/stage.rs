@@ -14,6 +14,7 @@ use super::manifest::{integrity_ok, sha256_hex};
 use super::source::{GithubSpec, SCHEMES, Source};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
+use crate::github_app::GithubApp;
 
 /// A plugin staged in memory.
 #[derive(Debug)]
@@ -61,10 +62,13 @@ pub fn expected_name(catalog: &Catalog, raw: &str) -> Result<(Source, String), A
     }
 }
 
-/// Runs the whole pipeline for `raw` (with the caller's `sha256` pin, if any).
+/// Runs the whole pipeline for `raw` (with the caller's `sha256` pin, if any). With a GitHub
+/// App configured, `github://` downloads carry its installation token (private repositories,
+/// higher rate limits); without one, or when no token can be had, they are anonymous.
 pub async fn resolve_and_stage(
     catalog: &Catalog,
     client: &reqwest::Client,
+    github_app: Option<&GithubApp>,
     raw: &str,
     pin: Option<&str>,
 ) -> Result<Staged, ApiError> {
@@ -83,9 +87,27 @@ pub async fn resolve_and_stage(
                 .map(|files| (name, files))
         }
         _ => match GithubSpec::parse(&source.spec) {
-            Some(spec) => github::fetch(client, &catalog.github_api_url, &spec, cap)
+            Some(spec) => {
+                let token = match github_app {
+                    Some(app) => match app.token().await {
+                        Ok(t) => Some(t.token),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no GitHub App token; fetching the plugin anonymously");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                github::fetch(
+                    client,
+                    &catalog.github_api_url,
+                    token.as_deref(),
+                    &spec,
+                    cap,
+                )
                 .await
-                .map(|files| (spec.repo, files)),
+                .map(|files| (spec.repo, files))
+            }
             None => Err(FetchError::Other("bad spec".into())),
         },
     };

@@ -216,6 +216,7 @@ pub(crate) async fn install(
         let staged = resolve_and_stage(
             &state.catalog,
             &state.http_client,
+            state.github_app.as_deref(),
             req.source.trim(),
             req.sha256.as_deref(),
         )
@@ -380,7 +381,13 @@ pub(crate) async fn download(
     };
     let staged = tokio::time::timeout(
         state.catalog.limits.fetch_timeout,
-        resolve_and_stage(&state.catalog, &state.http_client, &source, None),
+        resolve_and_stage(
+            &state.catalog,
+            &state.http_client,
+            state.github_app.as_deref(),
+            &source,
+            None,
+        ),
     )
     .await
     .map_err(|_| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "plugin download timed out"))??;

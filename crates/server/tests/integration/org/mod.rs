@@ -7,6 +7,7 @@
 mod bundles;
 mod import;
 mod plugins;
+mod private_plugins;
 
 use std::path::Path;
 

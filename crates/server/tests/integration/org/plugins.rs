@@ -35,7 +35,7 @@ fn sha(text: &str) -> String {
         .collect()
 }
 
-fn registry(dir: &std::path::Path) {
+pub(super) fn registry(dir: &std::path::Path) {
     write_tree(
         &dir.join("plugins/my-plugin"),
         &[
@@ -51,11 +51,11 @@ fn registry(dir: &std::path::Path) {
 }
 
 /// Plugin files under `/configs/plugins/<name>/` of `id`.
-fn installed(s: &TestServer, id: WorkspaceId, name: &str) -> Vec<String> {
+pub(super) fn installed(s: &TestServer, id: WorkspaceId, name: &str) -> Vec<String> {
     s.backend().paths(id, &format!("/configs/plugins/{name}/"))
 }
 
-async fn started_workspace(s: &TestServer, body: Value) -> WorkspaceId {
+pub(super) async fn started_workspace(s: &TestServer, body: Value) -> WorkspaceId {
     let id = s.create(body).await;
     s.backend().wait_for(|b| b.started(id) == 1).await;
     id
@@ -253,21 +253,45 @@ async fn local_install_uninstall_and_download(db: TestStore) {
     assert!(installed(&s, id, "my-plugin").is_empty());
 }
 
-/// A server answering `GET /repos/{owner}/{repo}/tarball/{ref}` from a map.
-async fn fake_github(tarballs: HashMap<String, Vec<u8>>) -> String {
+/// The installation token the stand-in GitHub mints, and requires for `private/…` repos.
+pub(super) const INSTALLATION_TOKEN: &str = "ghs_plugin_token";
+
+/// A server answering `GET /repos/{owner}/{repo}/tarball/{ref}` from a map (a repo of owner
+/// `private` only with the installation token, else 404 as GitHub answers), and minting
+/// [`INSTALLATION_TOKEN`] at `POST /app/installations/{id}/access_tokens`.
+pub(super) async fn fake_github(tarballs: HashMap<String, Vec<u8>>) -> String {
     async fn tarball(
         State(map): State<Arc<HashMap<String, Vec<u8>>>>,
         Path((owner, repo, reference)): Path<(String, String, String)>,
+        headers: axum::http::HeaderMap,
     ) -> axum::response::Response {
+        let bearer = format!("Bearer {INSTALLATION_TOKEN}");
+        let authorized = headers
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == bearer.as_bytes());
         match map.get(&format!("{owner}/{repo}#{reference}")) {
-            Some(bytes) => (StatusCode::OK, bytes.clone()).into_response(),
-            None => (StatusCode::NOT_FOUND, "{\"message\":\"Not Found\"}").into_response(),
+            Some(bytes) if owner != "private" || authorized => {
+                (StatusCode::OK, bytes.clone()).into_response()
+            }
+            _ => (StatusCode::NOT_FOUND, "{\"message\":\"Not Found\"}").into_response(),
         }
+    }
+    async fn access_tokens() -> axum::response::Response {
+        let at = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let body = json!({"token": INSTALLATION_TOKEN, "expires_at": at});
+        (StatusCode::CREATED, axum::Json(body)).into_response()
     }
     let app = axum::Router::new()
         .route(
             "/repos/{owner}/{repo}/tarball/{reference}",
             axum::routing::get(tarball),
+        )
+        .route(
+            "/app/installations/{id}/access_tokens",
+            axum::routing::post(access_tokens),
         )
         .with_state(Arc::new(tarballs));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -277,7 +301,7 @@ async fn fake_github(tarballs: HashMap<String, Vec<u8>>) -> String {
 }
 
 /// A GitHub-style tarball: everything under `<top>/`; `(path, None)` is a symlink.
-fn tarball(top: &str, files: &[(&str, Option<&str>)]) -> Vec<u8> {
+pub(super) fn tarball(top: &str, files: &[(&str, Option<&str>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
     for (path, content) in files {
         let mut h = tar::Header::new_gnu();

@@ -35,7 +35,9 @@ async fn strict_mode_matrix(db: TestStore) {
         .state
         .store
         .org_tokens()
-        .issue(Some("matrix"), "admin-token", None)
+        // Anchored to the target (a root, so its own org): `/orgs/{id}/…` routes refuse an
+        // org token of another org or of none (spec templates §1.6).
+        .issue(Some("matrix"), "admin-token", Some(target.as_uuid()))
         .await
         .unwrap()
         .token;

@@ -146,6 +146,7 @@ async fn checks_run_in_the_spec_order(db: TestStore) {
         .await;
     assert_error(r, 503, TRANSIENT);
     // A backend without file access says so.
+    *s.backend().no_file_access.lock().unwrap() = true;
     let r = s.admin("GET", &f(&id, "/a"), None).await;
     assert_error(
         r,

@@ -35,6 +35,8 @@ pub struct FakeBackend {
     pub changed: tokio::sync::Notify,
     /// The workspaces' files: `(workspace, "<root>/<path>")` → bytes (the access methods).
     pub files: Mutex<std::collections::BTreeMap<(WorkspaceId, String), Vec<u8>>>,
+    /// When set, the file access methods answer `Unsupported` (a backend without them).
+    pub no_file_access: Mutex<bool>,
 }
 
 impl FakeBackend {
@@ -194,6 +196,9 @@ impl Provisioner for FakeBackend {
         dir: Option<&RelPath>,
         depth: u8,
     ) -> Result<Vec<FileEntry>, ProvisionError> {
+        if *self.no_file_access.lock().unwrap() {
+            return Err(ProvisionError::Unsupported("list_files"));
+        }
         let base = match dir {
             Some(d) => format!("{}/{}/", root.as_str(), d.as_str()),
             None => format!("{}/", root.as_str()),
@@ -221,6 +226,9 @@ impl Provisioner for FakeBackend {
         root: FileRoot,
         path: &RelPath,
     ) -> Result<Vec<u8>, ProvisionError> {
+        if *self.no_file_access.lock().unwrap() {
+            return Err(ProvisionError::Unsupported("read_path"));
+        }
         let key = (
             target.workspace_id,
             format!("{}/{}", root.as_str(), path.as_str()),
@@ -239,6 +247,9 @@ impl Provisioner for FakeBackend {
         root: FileRoot,
         files: &[(RelPath, Vec<u8>)],
     ) -> Result<WrittenTo, ProvisionError> {
+        if *self.no_file_access.lock().unwrap() {
+            return Err(ProvisionError::Unsupported("write_files"));
+        }
         let mut map = self.files.lock().unwrap();
         for (path, bytes) in files {
             let key = (
@@ -258,6 +269,9 @@ impl Provisioner for FakeBackend {
         root: FileRoot,
         path: &RelPath,
     ) -> Result<(), ProvisionError> {
+        if *self.no_file_access.lock().unwrap() {
+            return Err(ProvisionError::Unsupported("delete_path"));
+        }
         let exact = format!("{}/{}", root.as_str(), path.as_str());
         let under = format!("{exact}/");
         self.files.lock().unwrap().retain(|(w, p), _| {

@@ -37,6 +37,7 @@ pub fn run() -> anyhow::Result<()> {
     step("sshd (EC2 files and terminal tests)", sshd)?;
     step("a2a-sdk (Python A2A SDK)", || python_pins(&root, "a2a_sdk"))?;
     step("mcp (Python MCP SDK)", || python_pins(&root, "mcp_sdk"))?;
+    step("openapi-spec-validator", || python_pins(&root, "openapi"))?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
@@ -147,7 +148,8 @@ fn sshd() -> anyhow::Result<()> {
 
 /// The tests that drive the server with a real Python SDK (the A2A conformance tests,
 /// `crates/server/tests/integration/a2a/sdk.rs`, with `tests/a2a_sdk`; the MCP bridge tests,
-/// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`): the pins of
+/// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`; the OpenAPI document's
+/// validation, `crates/server/tests/integration/openapi.rs`, with `tests/openapi`): the pins of
 /// `crates/server/tests/<dir>/requirements.txt` are installed from PyPI into `python3` when
 /// `crates/server/tests/python_pins.py <dir>` finds one missing or at another version.
 fn python_pins(root: &Path, name: &str) -> anyhow::Result<()> {

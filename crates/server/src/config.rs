@@ -182,9 +182,15 @@ pub struct Config {
     #[arg(long, env = "MOLECULE_DEPLOY_MODE")]
     pub deploy_mode: Option<String>,
 
-    /// The tenant's org id (SaaS).
+    /// The tenant's org id (SaaS); also turns the tenant guard on (requests must carry it in
+    /// `X-Molecule-Org-Id`, except `/health`, `/buildinfo`, `/metrics`, register, heartbeat).
     #[arg(long, env = "MOLECULE_ORG_ID")]
     pub org_id: Option<String>,
+
+    /// The canvas (web UI) to proxy every request no route matches to, e.g.
+    /// `http://localhost:3000`; unset: such requests get the plain 404.
+    #[arg(long, env = "CANVAS_PROXY_URL")]
+    pub canvas_proxy_url: Option<String>,
 
     /// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`); unset:
     /// `POST /webhooks/github` answers 503.
@@ -360,13 +366,26 @@ impl Config {
         }
     }
 
+    /// The canvas reverse proxy of `CANVAS_PROXY_URL` (blank: none); a URL that is not
+    /// http(s) with a host refuses to start.
+    pub fn canvas_proxy(
+        &self,
+    ) -> Result<Option<crate::canvas_proxy::CanvasProxy>, crate::canvas_proxy::CanvasProxyError>
+    {
+        match self.canvas_proxy_url.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(url) => crate::canvas_proxy::CanvasProxy::new(url).map(Some),
+        }
+    }
+
     /// The settings of the HTTP pipeline (`CORS_ORIGINS`, `RATE_LIMIT`,
-    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`; the rest at their defaults).
+    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`, `MOLECULE_ORG_ID`; the rest at their defaults).
     pub fn http_settings(&self) -> crate::middleware::HttpSettings {
         crate::middleware::HttpSettings {
             cors_origins: crate::middleware::cors::parse_origins(&self.cors_origins),
             rate_limit: self.rate_limit(),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds),
+            tenant_org_id: self.org_id.clone(),
             ..crate::middleware::HttpSettings::default()
         }
     }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 mod backend;
 mod background;
+pub mod canvas_proxy;
 pub mod channels;
 pub mod config;
 pub(crate) mod error;
@@ -24,6 +25,7 @@ pub mod logging;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod observability;
+pub mod openapi;
 mod routes;
 pub mod scheduler;
 mod secret_key;
@@ -103,7 +105,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone())
         .with_channel_endpoints(config.channel_endpoints())
         .with_github_webhook_secret(config.github_webhook_secret.clone())
-        .with_github_app(config.github_app());
+        .with_github_app(config.github_app())
+        .with_canvas_proxy(config.canvas_proxy()?.map(std::sync::Arc::new));
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

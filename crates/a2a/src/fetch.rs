@@ -56,15 +56,14 @@ pub(crate) async fn checked_url(
         .clone()
         .filter(|u| !u.is_empty())
         .ok_or(FetchError::NoUrl)?;
+    let (base, policy) = shared.settings.target(ws, &base);
     let mut url = url::Url::parse(&base).map_err(|_| FetchError::NotAllowed)?;
     url.set_path(path);
     url.set_query(None);
     for (k, v) in query {
         url.query_pairs_mut().append_pair(k, v);
     }
-    shared
-        .settings
-        .policy_for(ws, url.as_str())
+    policy
         .check(url.as_str())
         .await
         .map_err(|_| FetchError::NotAllowed)?;

@@ -336,6 +336,7 @@ pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
         .layer(from_fn_with_state(state.http.clone(), cors::cors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
+        .layer(from_fn(crate::middleware::trace::http_span))
         .layer(from_fn(security_headers::security_headers))
         .with_state(state);
     // Layers of a router wrap each route inside its method router, which adds `Allow` to a

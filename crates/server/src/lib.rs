@@ -19,6 +19,7 @@ pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github_app;
+pub mod healthcheck;
 pub mod http_server;
 pub(crate) mod lifecycle;
 pub mod logging;
@@ -33,6 +34,7 @@ pub mod security;
 mod shutdown;
 pub mod state;
 pub(crate) mod supervisor;
+pub mod telemetry;
 pub(crate) mod templates;
 
 pub use app::{Guard, ROUTES, Route, router};
@@ -97,9 +99,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
     let backend = backend::choose(&config).await?;
+    let agents_by_name = backend::reaches_agents_by_name(&config, backend.as_deref());
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(config.http_settings())
-        .with_a2a_settings(config.a2a_settings())
+        .with_a2a_settings(molecule_a2a::Settings {
+            docker_network_urls: agents_by_name,
+            ..config.a2a_settings()
+        })
         .with_scheduler_settings(config.scheduler_settings())
         .with_configs_dir(config.configs_dir())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone())

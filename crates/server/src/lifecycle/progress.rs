@@ -57,6 +57,12 @@ impl EventProgress {
 
 impl Progress for EventProgress {
     fn report(&self, step: Step, status: StepStatus) {
+        // An event of the `workspace.provision` span (a span event in traces).
+        tracing::info!(
+            step = step.as_str(),
+            status = status.as_str(),
+            "provision step"
+        );
         // The receiver lives until `finish`: a send cannot fail before.
         let _ = self.reports.send((step, status));
     }

@@ -38,6 +38,7 @@ impl Lifecycle {
     }
 
     /// Provisions under the caller's lock.
+    #[tracing::instrument(name = "workspace.provision", skip(self), fields(workspace = %id))]
     pub(crate) async fn provision_locked(&self, id: WorkspaceId) {
         let store = &self.inner.store;
         let ws = match store.workspaces().get(id).await {

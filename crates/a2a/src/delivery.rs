@@ -106,7 +106,8 @@ pub(crate) async fn deliver(
         version,
         headers: &headers,
     };
-    let outcome = dispatch::deliver(&shared.client, request, limits, events).await;
+    let client = shared.client_for(&policy);
+    let outcome = dispatch::deliver(client, request, limits, events).await;
     let attempt = Attempt {
         shared,
         ws,

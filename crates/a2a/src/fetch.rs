@@ -44,13 +44,14 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
-/// `<agent URL with path>?query` (`query` escaped), once the A2A address policy allows it.
-pub(crate) async fn checked_url(
-    shared: &Shared,
+/// `<agent URL with path>?query` (`query` escaped), once the A2A address policy allows it,
+/// and the client to send it with.
+pub(crate) async fn checked_url<'s>(
+    shared: &'s Shared,
     ws: &Workspace,
     path: &str,
     query: &[(&str, String)],
-) -> Result<url::Url, FetchError> {
+) -> Result<(url::Url, &'s reqwest::Client), FetchError> {
     let base = ws
         .url
         .clone()
@@ -67,7 +68,7 @@ pub(crate) async fn checked_url(
         .check(url.as_str())
         .await
         .map_err(|_| FetchError::NotAllowed)?;
-    Ok(url)
+    Ok((url, shared.client_for(&policy)))
 }
 
 /// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when given.
@@ -78,8 +79,8 @@ pub(crate) async fn from_agent(
     query: &[(&str, String)],
     authorization: Option<&str>,
 ) -> Result<Fetched, FetchError> {
-    let url = checked_url(shared, ws, path, query).await?;
-    let mut request = shared.client.get(url.as_str());
+    let (url, client) = checked_url(shared, ws, path, query).await?;
+    let mut request = client.get(url.as_str());
     if let Some(auth) = authorization {
         request = request.header(reqwest::header::AUTHORIZATION, auth);
     }

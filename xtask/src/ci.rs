@@ -32,11 +32,13 @@ pub fn run() -> anyhow::Result<()> {
     step("crate boundaries", crate::boundaries::run)?;
     step("tidy", crate::tidy::run)?;
     step("cargo deny", || deny(&root))?;
-    step("echo agent image", docker_image)?;
+    step("echo agent image", || docker_image(crate::image::echo))?;
+    step("server image", || docker_image(crate::image::server))?;
     step("moto_server (local EC2 API)", moto)?;
     step("sshd (EC2 files and terminal tests)", sshd)?;
     step("a2a-sdk (Python A2A SDK)", || python_pins(&root, "a2a_sdk"))?;
     step("mcp (Python MCP SDK)", || python_pins(&root, "mcp_sdk"))?;
+    step("openapi-spec-validator", || python_pins(&root, "openapi"))?;
     step("tests", || tests(&root))?;
     println!("\ncargo xtask ci: all steps passed");
     Ok(())
@@ -89,9 +91,10 @@ fn deny(root: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// The echo-agent image the Docker tests run. Without a Docker daemon the step is skipped with
-/// a warning (the Docker tests then fail and say why), except under `CI=true`, where it fails.
-fn docker_image() -> anyhow::Result<()> {
+/// An image the Docker tests run (the echo agent's, the server's). Without a Docker daemon the
+/// step is skipped with a warning (the Docker tests then fail and say why), except under
+/// `CI=true`, where it fails.
+fn docker_image(build: fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
     if !crate::image::docker_available() {
         if std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
             bail!("CI=true but no Docker daemon answers: the Docker backend cannot be tested");
@@ -99,7 +102,7 @@ fn docker_image() -> anyhow::Result<()> {
         println!("no Docker daemon answers: image NOT built, the Docker tests will fail");
         return Ok(());
     }
-    crate::image::run()
+    build()
 }
 
 /// The EC2 tests need `moto_server` (Python moto): installed from PyPI when neither
@@ -147,7 +150,8 @@ fn sshd() -> anyhow::Result<()> {
 
 /// The tests that drive the server with a real Python SDK (the A2A conformance tests,
 /// `crates/server/tests/integration/a2a/sdk.rs`, with `tests/a2a_sdk`; the MCP bridge tests,
-/// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`): the pins of
+/// `crates/server/tests/integration/mcp.rs`, with `tests/mcp_sdk`; the OpenAPI document's
+/// validation, `crates/server/tests/integration/openapi.rs`, with `tests/openapi`): the pins of
 /// `crates/server/tests/<dir>/requirements.txt` are installed from PyPI into `python3` when
 /// `crates/server/tests/python_pins.py <dir>` finds one missing or at another version.
 fn python_pins(root: &Path, name: &str) -> anyhow::Result<()> {

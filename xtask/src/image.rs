@@ -1,5 +1,7 @@
-//! `cargo xtask image`: the echo agent as a statically linked binary in a local Docker image
-//! `FROM scratch` (no registry is involved: nothing is pulled for `scratch`).
+//! `cargo xtask image [echo|server]`: a statically linked binary in a local Docker image
+//! `FROM scratch` (no registry is involved: nothing is pulled for `scratch`). `echo` (the
+//! default) is the echo agent the Docker tests run, `molecule-echo-agent:dev`; `server` is
+//! `molecule-server:dev`, the control plane as operators deploy it (see the README's Deploy).
 //!
 //! The musl target is not assumed to be installed: the binary is built for the host's gnu
 //! target with `-C target-feature=+crt-static` and checked to be static before it is packed.
@@ -17,6 +19,12 @@ use anyhow::{Context, bail};
 
 /// The tag of the image the Docker tests and the example run.
 pub const IMAGE: &str = "molecule-echo-agent:dev";
+/// The tag of the server image.
+pub const SERVER_IMAGE: &str = "molecule-server:dev";
+/// The server image's user and group: numeric (scratch has no `/etc/passwd`), not root.
+const SERVER_USER: &str = "65532:65532";
+/// The CA bundle copied into the server image (outbound TLS: GitHub, Slack, Langfuse…).
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Where Debian's `busybox-static` puts its binary.
 const BUSYBOX: &str = "/bin/busybox";
@@ -31,6 +39,27 @@ EXPOSE 8000
 ENTRYPOINT [\"/molecule-echo-agent\"]
 ";
 
+/// The server image: the binary, the CA bundle, `/data` owned by the non-root user (a volume:
+/// the SQLite file, the generated admin token and secrets key live there), listening on all
+/// addresses, with a `HEALTHCHECK` by the binary itself (`molecule-server healthcheck`).
+const SERVER_DOCKERFILE: &str = "FROM scratch
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY molecule-server /molecule-server
+COPY --chown=65532:65532 data /data
+ENV MOLECULE_HOST=0.0.0.0 \\
+    PORT=8080 \\
+    MOLECULE_DATA_DIR=/data \\
+    MOLECULE_LOG_FORMAT=json \\
+    MOLECULE_IN_DOCKER=1 \\
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+USER 65532:65532
+VOLUME [\"/data\"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \\
+    CMD [\"/molecule-server\", \"healthcheck\"]
+ENTRYPOINT [\"/molecule-server\"]
+";
+
 /// Whether a Docker daemon answers.
 pub fn docker_available() -> bool {
     Command::new("docker")
@@ -39,8 +68,53 @@ pub fn docker_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Builds the static binary and the image.
-pub fn run() -> anyhow::Result<()> {
+/// `cargo xtask image [echo|server]`.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        None | Some("echo") => echo(),
+        Some("server") => server(),
+        Some(other) => bail!("unknown image {other:?}: `cargo xtask image [echo|server]`"),
+    }
+}
+
+/// Builds the echo agent's static binary and its image.
+pub fn echo() -> anyhow::Result<()> {
+    let (root, target_dir, binary) = static_binary("molecule-echo-agent", "molecule-echo-agent")?;
+    let busybox = busybox()?;
+    check_static(&busybox)?;
+    let context = tempfile_dir(&target_dir, "echo-agent-image")?;
+    copy(&binary, &context.join("molecule-echo-agent"))?;
+    copy(&busybox, &context.join("busybox"))?;
+    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
+    build(&root, &context, IMAGE)?;
+    println!("image {IMAGE} built from {}", binary.display());
+    Ok(())
+}
+
+/// Builds the server's static binary and `molecule-server:dev`.
+pub fn server() -> anyhow::Result<()> {
+    let (root, target_dir, binary) = static_binary("molecule-server", "molecule-server")?;
+    let context = tempfile_dir(&target_dir, "server-image")?;
+    copy(&binary, &context.join("molecule-server"))?;
+    copy(Path::new(CA_BUNDLE), &context.join("ca-certificates.crt"))
+        .context("the CA bundle comes from the ca-certificates package")?;
+    std::fs::create_dir_all(context.join("data"))?;
+    std::fs::write(context.join("Dockerfile"), SERVER_DOCKERFILE)?;
+    build(&root, &context, SERVER_IMAGE)?;
+    println!(
+        "image {SERVER_IMAGE} (user {SERVER_USER}) built from {}",
+        binary.display()
+    );
+    Ok(())
+}
+
+/// `cargo build --release` of `package`'s `bin` for the host's gnu target with a static C
+/// runtime, checked to be static. Returns the workspace root, the target directory and the
+/// binary.
+fn static_binary(
+    package: &str,
+    bin: &str,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     let root = crate::workspace::workspace_root()?;
     let host = host_triple()?;
     let metadata = crate::boundaries::metadata(&root.join("Cargo.toml"))?;
@@ -53,40 +127,39 @@ pub fn run() -> anyhow::Result<()> {
                 "--release",
                 "--locked",
                 "-p",
-                "molecule-echo-agent",
+                package,
+                "--bin",
+                bin,
                 "--target",
                 &host,
             ])
             // With an explicit --target, RUSTFLAGS reach only the target, not build scripts.
             .env("RUSTFLAGS", "-C target-feature=+crt-static"),
     )?;
-    let binary = target_dir
-        .join(&host)
-        .join("release")
-        .join("molecule-echo-agent");
+    let binary = target_dir.join(&host).join("release").join(bin);
     check_static(&binary)?;
-    let busybox = busybox()?;
-    check_static(&busybox)?;
+    Ok((root, target_dir, binary))
+}
 
-    let context = tempfile_dir(&target_dir)?;
-    std::fs::copy(&binary, context.join("molecule-echo-agent"))
-        .with_context(|| format!("cannot copy {}", binary.display()))?;
-    std::fs::copy(&busybox, context.join("busybox"))
-        .with_context(|| format!("cannot copy {}", busybox.display()))?;
-    std::fs::write(context.join("Dockerfile"), DOCKERFILE)?;
+fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .with_context(|| format!("cannot copy {}", from.display()))
+}
+
+/// `docker build` of `context` as `tag`.
+fn build(root: &Path, context: &Path, tag: &str) -> anyhow::Result<()> {
     if !docker_available() {
-        bail!("no Docker daemon answers `docker version`: cannot build {IMAGE}");
+        bail!("no Docker daemon answers `docker version`: cannot build {tag}");
     }
     crate::workspace::run_in(
-        &root,
+        root,
         Command::new("docker")
-            .args(["build", "--quiet", "-t", IMAGE])
-            .arg(&context)
+            .args(["build", "--quiet", "-t", tag])
+            .arg(context)
             // The classic builder: no buildx plugin needed, and nothing is pulled for scratch.
             .env("DOCKER_BUILDKIT", "0"),
-    )?;
-    println!("image {IMAGE} built from {}", binary.display());
-    Ok(())
+    )
 }
 
 /// The static busybox, installed from Debian's `busybox-static` when it is missing.
@@ -144,9 +217,9 @@ fn check_static(binary: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fresh build-context directory under the target directory.
-fn tempfile_dir(target_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let dir = target_dir.join("echo-agent-image");
+/// A fresh build-context directory `name` under the target directory.
+fn tempfile_dir(target_dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = target_dir.join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }

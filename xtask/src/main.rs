@@ -5,8 +5,9 @@
 //! - `boundaries`: only the crate-boundary check.
 //! - `tidy`: the checks over the source text (one owner of the backend, file length, module
 //!   cycles); see `tidy/mod.rs`.
-//! - `image`: the echo agent, statically linked, in the local image `molecule-echo-agent:dev`
-//!   (`cargo xtask ci` builds it before the tests).
+//! - `image [echo|server]`: the echo agent (default) or the server, statically linked, in the
+//!   local image `molecule-echo-agent:dev` or `molecule-server:dev` (`cargo xtask ci` builds
+//!   both before the tests).
 //! - `bench`: issue 13's performance table (A2A, heartbeats, queue, RSS on SQLite and
 //!   PostgreSQL); not part of `ci`. See `bench.rs`.
 
@@ -25,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("boundaries") => boundaries::run(),
-        Some("image") => image::run(),
+        Some("image") => image::run(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("help" | "--help" | "-h") | None => {
             println!("usage: cargo xtask <ci|boundaries|tidy|image|bench>");

@@ -52,7 +52,12 @@ impl Delivery {
 }
 
 /// Resolves the target's URL and delivers `normalized` there; with `log`, writes the
-/// activity row of what happened.
+/// activity row of what happened. One `a2a.deliver` span (a client span in traces).
+#[tracing::instrument(
+    name = "a2a.deliver",
+    skip_all,
+    fields(otel.kind = "client", workspace = %ws.id, rpc.method = %normalized.method)
+)]
 pub(crate) async fn deliver(
     shared: &Arc<Shared>,
     ws: &Workspace,
@@ -75,7 +80,8 @@ pub(crate) async fn deliver(
         );
         return Delivery::new(reply, Verdict::Failed);
     };
-    if let Err(e) = shared.settings.policy_for(ws, &url).check(&url).await {
+    let (url, policy) = shared.settings.target(ws, &url);
+    if let Err(e) = policy.check(&url).await {
         tracing::warn!(workspace = %ws.id, error = %e, "a2a: target URL refused by the address policy");
         return Delivery::new(
             Reply::error(502, "workspace URL is not publicly routable"),
@@ -93,7 +99,15 @@ pub(crate) async fn deliver(
     let started = Instant::now();
     // An A2A 1.0 method is only served as such when the request says so.
     let version = is_v1_method(&normalized.method).then_some("1.0");
-    let outcome = dispatch::deliver(&shared.client, &url, body, version, limits, events).await;
+    let headers = shared.platform.outbound_headers();
+    let request = dispatch::Request {
+        url: &url,
+        body,
+        version,
+        headers: &headers,
+    };
+    let client = shared.client_for(&policy);
+    let outcome = dispatch::deliver(client, request, limits, events).await;
     let attempt = Attempt {
         shared,
         ws,

@@ -120,22 +120,42 @@ impl Limits {
     }
 }
 
-/// Posts `body` to `url` (with `A2A-Version: version` when given) and reads the answer,
-/// resetting the idle timer on each signal from `events`.
+/// One request to an agent.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The agent's URL.
+    pub url: &'a str,
+    /// The JSON-RPC body.
+    pub body: Vec<u8>,
+    /// `A2A-Version`, when the method is an A2A 1.0 one.
+    pub version: Option<&'a str>,
+    /// Further headers (the trace context).
+    pub headers: &'a [(String, String)],
+}
+
+/// Posts the request's body to its URL (with `A2A-Version` when given, and its headers) and
+/// reads the answer, resetting the idle timer on each signal from `events`.
 pub async fn deliver(
     client: &reqwest::Client,
-    url: &str,
-    body: Vec<u8>,
-    version: Option<&str>,
+    request: Request<'_>,
     limits: Limits,
     mut events: mpsc::Receiver<()>,
 ) -> Outcome {
     let started = Instant::now();
+    let Request {
+        url,
+        body,
+        version,
+        headers,
+    } = request;
     let mut request = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json");
     if let Some(v) = version {
         request = request.header(A2A_VERSION_HEADER, v);
+    }
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
     }
     let request = match request.body(body).build() {
         Ok(r) => r,

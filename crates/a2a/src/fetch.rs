@@ -44,31 +44,31 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
-/// `<agent URL with path>?query` (`query` escaped), once the A2A address policy allows it.
-pub(crate) async fn checked_url(
-    shared: &Shared,
+/// `<agent URL with path>?query` (`query` escaped), once the A2A address policy allows it,
+/// and the client to send it with.
+pub(crate) async fn checked_url<'s>(
+    shared: &'s Shared,
     ws: &Workspace,
     path: &str,
     query: &[(&str, String)],
-) -> Result<url::Url, FetchError> {
+) -> Result<(url::Url, &'s reqwest::Client), FetchError> {
     let base = ws
         .url
         .clone()
         .filter(|u| !u.is_empty())
         .ok_or(FetchError::NoUrl)?;
+    let (base, policy) = shared.settings.target(ws, &base);
     let mut url = url::Url::parse(&base).map_err(|_| FetchError::NotAllowed)?;
     url.set_path(path);
     url.set_query(None);
     for (k, v) in query {
         url.query_pairs_mut().append_pair(k, v);
     }
-    shared
-        .settings
-        .policy_for(ws, url.as_str())
+    policy
         .check(url.as_str())
         .await
         .map_err(|_| FetchError::NotAllowed)?;
-    Ok(url)
+    Ok((url, shared.client_for(&policy)))
 }
 
 /// `GET <agent URL with path>?query` with the caller's `Authorization` forwarded when given.
@@ -79,8 +79,8 @@ pub(crate) async fn from_agent(
     query: &[(&str, String)],
     authorization: Option<&str>,
 ) -> Result<Fetched, FetchError> {
-    let url = checked_url(shared, ws, path, query).await?;
-    let mut request = shared.client.get(url.as_str());
+    let (url, client) = checked_url(shared, ws, path, query).await?;
+    let mut request = client.get(url.as_str());
     if let Some(auth) = authorization {
         request = request.header(reqwest::header::AUTHORIZATION, auth);
     }

@@ -35,9 +35,8 @@ pub(crate) async fn to_agent(
     ws: &Workspace,
     request: AgentRequest<'_>,
 ) -> Result<reqwest::Response, FetchError> {
-    let url = checked_url(shared, ws, request.path, request.query).await?;
-    let mut builder = shared
-        .client
+    let (url, client) = checked_url(shared, ws, request.path, request.query).await?;
+    let mut builder = client
         .request(request.method, url.as_str())
         .headers(request.headers)
         .timeout(FORWARD_TIMEOUT);

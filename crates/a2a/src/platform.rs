@@ -31,4 +31,10 @@ pub trait Platform: Send + Sync + 'static {
 
     /// Wakes a hibernated workspace (hibernated → provisioning → online).
     async fn wake(&self, workspace: WorkspaceId);
+
+    /// Headers added to a delivery to an agent, read inside the delivery's span: the server's
+    /// W3C trace context (`traceparent`, `tracestate`). None by default.
+    fn outbound_headers(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }

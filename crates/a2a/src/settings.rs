@@ -2,11 +2,16 @@
 
 use std::time::Duration;
 
-use molecule_domain::Runtime;
+use molecule_domain::{Runtime, WorkspaceId};
 use molecule_store::Workspace;
 
 use crate::caller::Caller;
 use crate::ssrf::UrlPolicy;
+
+/// The prefix of an agent URL the Docker backend publishes on the host.
+const LOOPBACK: &str = "http://127.0.0.1:";
+/// The port agents listen on inside their container.
+const DOCKER_AGENT_PORT: u16 = 8000;
 
 /// The proxy's settings (a2a.md §1.10).
 #[derive(Debug, Clone)]
@@ -23,6 +28,10 @@ pub struct Settings {
     pub delegation_retry_delay: Duration,
     /// The address policy for agent URLs.
     pub policy: UrlPolicy,
+    /// The platform runs inside Docker next to the workspaces its Docker backend starts
+    /// (a2a.md §1.2.4 step 5): a published `http://127.0.0.1:<port>` is not this process's
+    /// loopback, so such a URL is reached as `http://ws-<id12>:8000` on the shared network.
+    pub docker_network_urls: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +46,7 @@ impl Default for Settings {
                 dev_mode: false,
                 saas: false,
             },
+            docker_network_urls: false,
         }
     }
 }
@@ -56,9 +66,59 @@ impl Settings {
     /// outside dev mode), so it is allowed.
     pub(crate) fn policy_for(&self, ws: &Workspace, url: &str) -> UrlPolicy {
         let mut policy = self.policy;
-        if ws.runtime != Runtime::EXTERNAL && url.starts_with("http://127.0.0.1:") {
+        if Self::published(ws, url) {
             policy.dev_mode = true;
         }
         policy
+    }
+
+    /// Where to reach a target whose stored URL is `url`, and the address policy for it. With
+    /// [`Settings::docker_network_urls`], a URL the platform's own provisioner published on
+    /// loopback becomes `http://ws-<id12>:8000` (its path kept), which resolves to the
+    /// container's address on the Docker network: a private address, allowed for it alone.
+    pub(crate) fn target(&self, ws: &Workspace, url: &str) -> (String, UrlPolicy) {
+        if self.docker_network_urls
+            && Self::published(ws, url)
+            && let Some(internal) = docker_network_url(ws.id, url)
+        {
+            let mut policy = self.policy;
+            policy.saas = true;
+            return (internal, policy);
+        }
+        (url.to_owned(), self.policy_for(ws, url))
+    }
+
+    fn published(ws: &Workspace, url: &str) -> bool {
+        ws.runtime != Runtime::EXTERNAL && url.starts_with(LOOPBACK)
+    }
+}
+
+/// `http://127.0.0.1:<port><path>` → `http://ws-<id12>:8000<path>`; `None` for any other URL.
+fn docker_network_url(id: WorkspaceId, url: &str) -> Option<String> {
+    let rest = url.strip_prefix(LOOPBACK)?;
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    Some(format!(
+        "http://ws-{}:{DOCKER_AGENT_PORT}{path}",
+        id.short()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_loopback_urls_become_container_names() {
+        let id: WorkspaceId = "6f9619ff-8b86-d011-b42d-00cf4fc964ff".parse().unwrap();
+        assert_eq!(
+            docker_network_url(id, "http://127.0.0.1:32768").as_deref(),
+            Some("http://ws-6f9619ff-8b8:8000")
+        );
+        assert_eq!(
+            docker_network_url(id, "http://127.0.0.1:32768/a2a").as_deref(),
+            Some("http://ws-6f9619ff-8b8:8000/a2a")
+        );
+        assert_eq!(docker_network_url(id, "http://10.0.0.2:8000"), None);
+        assert_eq!(docker_network_url(id, "https://127.0.0.1:1"), None);
     }
 }

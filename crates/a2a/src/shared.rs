@@ -21,6 +21,9 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) client: reqwest::Client,
+    /// With [`Settings::docker_network_urls`]: the client for agents reached by container
+    /// name, whose resolver admits the private addresses of the Docker network.
+    network_client: Option<reqwest::Client>,
     pub(crate) settings: Settings,
     /// The capabilities each workspace declared in its last heartbeat (in memory, as the
     /// reference keeps them; a restart forgets them until the next heartbeat).
@@ -36,16 +39,14 @@ impl Shared {
     /// The state over `store` and `platform`. Its HTTP client follows no redirects, ignores
     /// proxy environment variables and connects only to addresses the policy allows.
     pub(crate) fn new(store: Store, platform: Arc<dyn Platform>, settings: Settings) -> Self {
-        let client = vetted_client_builder(settings.policy)
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap_or_else(|e| {
-                // Only a TLS or resolver set-up failure can get here; every URL is still
-                // checked against the policy before sending.
-                tracing::error!(error = %e, "a2a: HTTP client set-up failed; using the default");
-                reqwest::Client::new()
-            });
+        let client = agent_client(settings.policy, &settings);
+        let network_client = settings.docker_network_urls.then(|| {
+            let policy = crate::ssrf::UrlPolicy {
+                saas: true,
+                ..settings.policy
+            };
+            agent_client(policy, &settings)
+        });
         let hook_platform = Arc::clone(&platform);
         store.on_activity_stored(Arc::new(move |row| {
             hook_platform.broadcast(
@@ -58,10 +59,20 @@ impl Shared {
             store,
             platform,
             client,
+            network_client,
             settings,
             capabilities: Mutex::new(HashMap::new()),
             draining: Mutex::new(HashMap::new()),
             usage: Recorder::new(),
+        }
+    }
+
+    /// The client for a target under `policy` (from [`Settings::target`]): the Docker network
+    /// one when the target was rewritten to its container name, else the usual one.
+    pub(crate) fn client_for(&self, policy: &crate::ssrf::UrlPolicy) -> &reqwest::Client {
+        match &self.network_client {
+            Some(network) if policy.saas && !self.settings.policy.saas => network,
+            _ => &self.client,
         }
     }
 
@@ -91,4 +102,18 @@ impl Shared {
             .record_later(log::strip_empty_trace(row))
             .await;
     }
+}
+
+/// A client for agents under `policy`: vetted addresses only, the configured connect timeout.
+fn agent_client(policy: crate::ssrf::UrlPolicy, settings: &Settings) -> reqwest::Client {
+    vetted_client_builder(policy)
+        .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_else(|e| {
+            // Only a TLS or resolver set-up failure can get here; every URL is still
+            // checked against the policy before sending.
+            tracing::error!(error = %e, "a2a: HTTP client set-up failed; using the default");
+            reqwest::Client::new()
+        })
 }

@@ -9,6 +9,9 @@ wire_enum! {
         WorkspaceProvisioning => "WORKSPACE_PROVISIONING",
         /// Provisioning failed.
         WorkspaceProvisionFailed => "WORKSPACE_PROVISION_FAILED",
+        /// A step of provisioning (`{step, status}`: image, volume, container, registration;
+        /// started, done, failed) was reached.
+        WorkspaceProvisionProgress => "WORKSPACE_PROVISION_PROGRESS",
         /// A workspace came online.
         WorkspaceOnline => "WORKSPACE_ONLINE",
         /// An external workspace waits for its agent.

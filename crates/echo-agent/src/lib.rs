@@ -10,7 +10,9 @@
 //! - `POST {PLATFORM_URL}/registry/register` with `{"id","url","agent_card"}` (retried until
 //!   it succeeds), then `POST /registry/heartbeat` every interval;
 //! - it serves `GET /.well-known/agent.json` (the agent card), `GET /health`, and A2A JSON-RPC
-//!   on `POST /`: `message/send` answers with a message holding the text parts it was sent;
+//!   on `POST /`: `message/send` answers with a message holding the text parts it was sent
+//!   (and, when the request carried a W3C `traceparent`, that header in its `metadata`, so a
+//!   test can see which trace reached the agent);
 //! - behind the platform inbound secret (`<CONFIGS_DIR>/.platform_inbound_secret`, else the
 //!   `platform_inbound_secret` of the register or heartbeat answer), the chat-file endpoints
 //!   of [`files`] under `FILES_ROOT` (default `/`).
@@ -432,6 +434,11 @@ impl Agent {
             (&Method::POST, "/internal/chat/uploads/ingest") => self.ingest(req).await,
             (&Method::GET, "/internal/file/read") => self.read_file(&req),
             (&Method::POST, "/") => {
+                let traceparent = req
+                    .headers()
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
                     Ok(b) => b.to_bytes(),
                     Err(_) => {
@@ -442,7 +449,16 @@ impl Agent {
                     }
                 };
                 match serde_json::from_slice::<Value>(&body) {
-                    Ok(request) => respond(StatusCode::OK, &handle_rpc(&request)),
+                    Ok(request) => {
+                        let mut answer = handle_rpc(&request);
+                        if let (Some(tp), Some(result)) = (
+                            traceparent,
+                            answer.get_mut("result").and_then(Value::as_object_mut),
+                        ) {
+                            result.insert("metadata".to_owned(), json!({ "traceparent": tp }));
+                        }
+                        respond(StatusCode::OK, &answer)
+                    }
                     Err(_) => respond(
                         StatusCode::OK,
                         &json!({"jsonrpc": "2.0", "id": null,

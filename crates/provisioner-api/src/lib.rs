@@ -19,6 +19,7 @@ pub mod docker;
 #[cfg(feature = "ec2")]
 pub mod ec2;
 pub mod names;
+pub mod progress;
 
 /// Which backend a provisioner is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +204,17 @@ pub trait Provisioner: Send + Sync + fmt::Debug {
 
     /// Starts (or replaces) the compute of a workspace.
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError>;
+
+    /// [`Provisioner::start`], reporting its steps ([`progress::Step`]) to `progress`. The
+    /// default reports the whole start as the `container` step; a backend with finer steps
+    /// (Docker: image, volume, container) overrides it.
+    async fn start_with_progress(
+        &self,
+        request: &ProvisionRequest,
+        progress: &dyn progress::Progress,
+    ) -> Result<Started, ProvisionError> {
+        progress::step(progress, progress::Step::Container, self.start(request)).await
+    }
 
     /// Stops and removes the compute of a workspace. Stopping what is already gone succeeds.
     async fn stop(

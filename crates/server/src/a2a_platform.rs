@@ -49,4 +49,8 @@ impl Platform for ServerPlatform {
             tracing::warn!(workspace = %workspace, error = %e, "a2a: cannot wake a workspace");
         }
     }
+
+    fn outbound_headers(&self) -> Vec<(String, String)> {
+        crate::telemetry::outbound_headers()
+    }
 }

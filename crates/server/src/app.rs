@@ -10,6 +10,7 @@ use axum::routing::MethodRouter;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth;
+use crate::middleware::tenant_guard::{self, TenantGuard};
 use crate::middleware::{body_limit, body_timeout, cors, metrics, rate_limit, security_headers};
 use crate::routes::{
     a2a, activity, admin, agents, approvals, artifacts, canvas, channels, chat_files, checkpoints,
@@ -91,6 +92,7 @@ pub const ROUTES: &[Route] = &[
     route!(GET "/health", Public => system::health),
     route!(GET "/buildinfo", Public => system::buildinfo),
     route!(GET "/metrics", Public => system::metrics),
+    route!(GET "/openapi.json", Public => openapi_json),
     route!(GET "/admin/liveness", Admin => admin::liveness),
     route!(POST "/admin/workspace-images/refresh", Admin => admin::refresh_images),
     route!(GET "/workspaces", Admin => workspaces::list),
@@ -242,6 +244,36 @@ pub const ROUTES: &[Route] = &[
     route!(PUT "/orgs/{id}/plugins/allowlist", Admin => plugin_allowlist::put),
 ];
 
+impl Guard {
+    /// The guard as OpenAPI security requirements.
+    pub fn access(self) -> crate::openapi::Access {
+        use crate::openapi::Access;
+        match self {
+            Guard::Public => Access::Public,
+            Guard::Admin | Guard::TestToken => Access::Admin,
+            Guard::WorkspaceOwn => Access::WorkspaceOnly,
+            Guard::Workspace | Guard::A2a | Guard::WebSocket => Access::AdminOrWorkspace,
+            Guard::OwnTokenInBody | Guard::CallerToken => Access::WorkspaceIfAny,
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`].
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    crate::openapi::document(ROUTES.iter().map(|r| crate::openapi::Operation {
+        method: r.method,
+        path: r.path,
+        access: r.guard.access(),
+        guard: format!("{:?}", r.guard),
+    }))
+}
+
+/// `GET /openapi.json`: [`openapi_document`], serialised once.
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+    crate::openapi::json_response(&DOCUMENT, openapi_document)
+}
+
 /// Every route of the API, built from [`ROUTES`] with its route-level guard, before the
 /// global layers.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -278,9 +310,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 
 /// Puts `routes` inside the global pipeline (spec: auth-router §1.1), outermost first:
 /// security headers, request metrics, panic recovery (500, empty body), CORS, the global rate
-/// limiter, the body limit (JSON 413, `middleware::body_limit`), the body read timeout (408,
+/// limiter, the tenant guard (`MOLECULE_ORG_ID`: 404, empty body), the body limit (JSON 413,
+/// `middleware::body_limit`), the body read timeout (408,
 /// `middleware::body_timeout`). Unknown paths and known paths with another method get the
-/// plain-text 404; a known path with a trailing slash is redirected to the path without it.
+/// plain-text 404 (an unknown path goes to the canvas proxy instead when one is configured); a
+/// known path with a trailing slash is redirected to the path without it.
 pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
     // The probe answers "this route exists for this method" without running anything. The
     // marker layer also wraps each path's default method fallback, which is then replaced by
@@ -294,9 +328,16 @@ pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state.clone());
     // Dev mode: no global limiter.
     let global_limiter = (!state.security.dev_mode()).then(|| state.rate_limiter.clone());
+    let canvas = state.canvas_proxy.clone();
+    // Same-origin canvas trust (forgeable headers) only in dev mode, with the canvas proxy on.
+    let tenant = TenantGuard::new(
+        state.http.tenant_org_id.as_deref(),
+        state.security.dev_mode() && canvas.is_some(),
+    )
+    .map(std::sync::Arc::new);
     let app: Router = routes
         .method_not_allowed_fallback(system::not_found)
-        .fallback(move |request: Request| system::fallback(probe.clone(), request))
+        .fallback(move |request: Request| system::fallback(probe.clone(), canvas.clone(), request))
         .layer(from_fn_with_state(
             state.http.clone(),
             body_timeout::body_timeout,
@@ -305,10 +346,12 @@ pub fn with_pipeline(routes: Router<AppState>, state: AppState) -> Router {
             state.http.clone(),
             body_limit::body_limit,
         ))
+        .layer(from_fn_with_state(tenant, tenant_guard::tenant_guard))
         .layer(from_fn_with_state(global_limiter, rate_limit::global))
         .layer(from_fn_with_state(state.http.clone(), cors::cors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
+        .layer(from_fn(crate::middleware::trace::http_span))
         .layer(from_fn(security_headers::security_headers))
         .with_state(state);
     // Layers of a router wrap each route inside its method router, which adds `Allow` to a

@@ -47,6 +47,19 @@ pub async fn choose(config: &Config) -> anyhow::Result<Option<Arc<dyn Provisione
     }
 }
 
+/// Whether agents are reached by container name on the Docker network rather than at the
+/// loopback port their container publishes: this server runs inside Docker and starts them
+/// with its Docker backend (a2a.md §1.2.4 step 5). The server's container must then be on
+/// the workspaces' network (`MOLECULE_DOCKER_NETWORK`).
+pub fn reaches_agents_by_name(config: &Config, backend: Option<&dyn Provisioner>) -> bool {
+    let docker = backend.is_some_and(|b| b.kind() == molecule_provisioner_api::BackendKind::Docker);
+    let by_name = docker && config.runs_in_docker();
+    if by_name {
+        tracing::info!("running inside Docker: agents are reached as http://ws-<id12>:8000");
+    }
+    by_name
+}
+
 /// The EC2 backend from `MOLECULE_EC2_*`, `AWS_*` and the standard AWS provider chain.
 #[cfg(feature = "ec2")]
 async fn ec2() -> anyhow::Result<Option<Arc<dyn Provisioner>>> {

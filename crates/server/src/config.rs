@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The browser origins allowed when `CORS_ORIGINS` is not set.
 pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:3000,http://localhost:3001";
@@ -26,6 +26,10 @@ pub enum LogFormat {
     about = "The molecule-rs control plane"
 )]
 pub struct Config {
+    /// What to do; without one, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Database: postgres://… or sqlite:… (unset: the SQLite file molecule.db in the data
     /// directory).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -208,9 +212,15 @@ pub struct Config {
     #[arg(long, env = "MOLECULE_DEPLOY_MODE")]
     pub deploy_mode: Option<String>,
 
-    /// The tenant's org id (SaaS).
+    /// The tenant's org id (SaaS); also turns the tenant guard on (requests must carry it in
+    /// `X-Molecule-Org-Id`, except `/health`, `/buildinfo`, `/metrics`, register, heartbeat).
     #[arg(long, env = "MOLECULE_ORG_ID")]
     pub org_id: Option<String>,
+
+    /// The canvas (web UI) to proxy every request no route matches to, e.g.
+    /// `http://localhost:3000`; unset: such requests get the plain 404.
+    #[arg(long, env = "CANVAS_PROXY_URL")]
+    pub canvas_proxy_url: Option<String>,
 
     /// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`); unset:
     /// `POST /webhooks/github` answers 503.
@@ -274,9 +284,38 @@ pub struct Config {
         default_value = "https://open.feishu.cn,https://open.larksuite.com"
     )]
     pub lark_api_urls: String,
+
+    /// Whether this server runs inside a Docker container (`1/0/t/f/true/false`, any case);
+    /// unset: whether `/.dockerenv` exists. With the Docker backend, agents are then reached
+    /// by their container name on the shared network (a2a.md §1.2.4).
+    #[arg(long, env = "MOLECULE_IN_DOCKER")]
+    pub in_docker: Option<String>,
+}
+
+/// A one-off command instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// `GET /health` of the server listening per `MOLECULE_HOST`/`PORT` on this machine (an
+    /// unspecified host is asked on loopback): exit 0 when it answers 200, 1 otherwise. For a
+    /// container `HEALTHCHECK` in an image without a shell or curl.
+    Healthcheck,
 }
 
 impl Config {
+    /// Whether this process runs in a Docker container: `MOLECULE_IN_DOCKER` when it parses
+    /// as a bool, else the presence of `/.dockerenv`.
+    pub fn runs_in_docker(&self) -> bool {
+        let parsed =
+            self.in_docker
+                .as_deref()
+                .and_then(|v| match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "t" | "true" => Some(true),
+                    "0" | "f" | "false" => Some(false),
+                    _ => None,
+                });
+        parsed.unwrap_or_else(|| std::path::Path::new("/.dockerenv").exists())
+    }
+
     /// Dev mode: `MOLECULE_ENV` is `development` or `dev` (any case) and no `ADMIN_TOKEN`.
     pub fn dev_mode(&self) -> bool {
         let env = self
@@ -386,13 +425,26 @@ impl Config {
         }
     }
 
+    /// The canvas reverse proxy of `CANVAS_PROXY_URL` (blank: none); a URL that is not
+    /// http(s) with a host refuses to start.
+    pub fn canvas_proxy(
+        &self,
+    ) -> Result<Option<crate::canvas_proxy::CanvasProxy>, crate::canvas_proxy::CanvasProxyError>
+    {
+        match self.canvas_proxy_url.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(url) => crate::canvas_proxy::CanvasProxy::new(url).map(Some),
+        }
+    }
+
     /// The settings of the HTTP pipeline (`CORS_ORIGINS`, `RATE_LIMIT`,
-    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`; the rest at their defaults).
+    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`, `MOLECULE_ORG_ID`; the rest at their defaults).
     pub fn http_settings(&self) -> crate::middleware::HttpSettings {
         crate::middleware::HttpSettings {
             cors_origins: crate::middleware::cors::parse_origins(&self.cors_origins),
             rate_limit: self.rate_limit(),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds),
+            tenant_org_id: self.org_id.clone(),
             ..crate::middleware::HttpSettings::default()
         }
     }

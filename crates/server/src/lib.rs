@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 mod backend;
 mod background;
+pub mod canvas_proxy;
 pub mod catalog;
 pub mod channels;
 pub mod config;
@@ -19,12 +20,14 @@ pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github_app;
+pub mod healthcheck;
 pub mod http_server;
 pub(crate) mod lifecycle;
 pub mod logging;
 pub(crate) mod metrics;
 pub mod middleware;
 pub mod observability;
+pub mod openapi;
 pub mod org;
 pub mod plugins;
 mod routes;
@@ -34,6 +37,7 @@ pub mod security;
 mod shutdown;
 pub mod state;
 pub(crate) mod supervisor;
+pub mod telemetry;
 pub(crate) mod templates;
 
 pub use app::{Guard, ROUTES, Route, router};
@@ -98,16 +102,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot read the listening address")?;
     let signals = shutdown::Signals::install()?;
     let backend = backend::choose(&config).await?;
+    let agents_by_name = backend::reaches_agents_by_name(&config, backend.as_deref());
     let state = AppState::with_backend(store.clone(), security, backend, config.platform_url())
         .with_http(config.http_settings())
-        .with_a2a_settings(config.a2a_settings())
+        .with_a2a_settings(molecule_a2a::Settings {
+            docker_network_urls: agents_by_name,
+            ..config.a2a_settings()
+        })
         .with_scheduler_settings(config.scheduler_settings())
         .with_configs_dir(config.configs_dir())
         .with_catalog(config.catalog())
         .with_observability(config.langfuse(), config.audit_ledger_salt.clone())
         .with_channel_endpoints(config.channel_endpoints())
         .with_github_webhook_secret(config.github_webhook_secret.clone())
-        .with_github_app(config.github_app());
+        .with_github_app(config.github_app())
+        .with_canvas_proxy(config.canvas_proxy()?.map(std::sync::Arc::new));
     let mut replicas = state.events.start_listener();
     // On PostgreSQL, hear the other replicas before saying we serve.
     if tokio::time::timeout(REPLICA_LISTEN_DEADLINE, replicas.ready())

@@ -67,6 +67,8 @@ pub struct AppState {
     pub github_deliveries: Arc<parking_lot::Mutex<std::collections::VecDeque<String>>>,
     /// The GitHub App installation-token source, when configured.
     pub github_app: Option<Arc<crate::github_app::GithubApp>>,
+    /// The canvas reverse proxy (`CANVAS_PROXY_URL`) for requests no route matches.
+    pub canvas_proxy: Option<Arc<crate::canvas_proxy::CanvasProxy>>,
 }
 
 /// Org tokens one client IP may mint per [`ORG_MINT_WINDOW`].
@@ -82,6 +84,15 @@ impl AppState {
     /// State over an opened store, with no backend and the default [`HttpSettings`].
     pub fn new(store: Store, security: Security) -> Self {
         Self::with_backend(store, security, None, String::from("http://127.0.0.1:8080"))
+    }
+
+    /// With the canvas reverse proxy for unmatched routes (or none).
+    pub fn with_canvas_proxy(
+        mut self,
+        proxy: Option<Arc<crate::canvas_proxy::CanvasProxy>>,
+    ) -> Self {
+        self.canvas_proxy = proxy;
+        self
     }
 
     /// State with a provisioning backend (or none) and the URL workspaces reach us at.
@@ -143,6 +154,7 @@ impl AppState {
             langfuse: None,
             audit_key: None,
             http_client: reqwest::Client::new(),
+            canvas_proxy: None,
         }
     }
 

@@ -186,7 +186,15 @@ impl Provisioner for DockerProvisioner {
     }
 
     async fn start(&self, request: &ProvisionRequest) -> Result<Started, ProvisionError> {
-        self.launch(request).await
+        self.launch(request, &crate::progress::NoProgress).await
+    }
+
+    async fn start_with_progress(
+        &self,
+        request: &ProvisionRequest,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Started, ProvisionError> {
+        self.launch(request, progress).await
     }
 
     async fn stop(

@@ -20,6 +20,7 @@ use crate::names::{
     AGENT_PORT, MANAGED_LABEL, claude_sessions_volume_name, config_volume_name, container_name,
     internal_url,
 };
+use crate::progress::{Progress, Step, step};
 use crate::{ProvisionError, ProvisionRequest, Started};
 
 impl DockerProvisioner {
@@ -29,48 +30,51 @@ impl DockerProvisioner {
     pub(super) async fn launch(
         &self,
         request: &ProvisionRequest,
+        progress: &dyn Progress,
     ) -> Result<Started, ProvisionError> {
         let docker = self.docker().await?;
         let id = request.workspace_id;
         let name = container_name(id);
         self.ensure_network(docker).await?;
-        self.create_volume(docker, config_volume_name(id), id)
-            .await?;
-
         let (env, dropped) = config::build_env(&self.config, request);
         if !dropped.is_empty() {
             tracing::warn!(workspace = %id, keys = ?dropped, "docker: reserved env keys from the request ignored");
         }
         let image = self.config.image_for(&request.runtime);
-
-        let mut binds = vec![format!("{}:/configs", config_volume_name(id))];
-        if request.tier != Tier::Sandboxed {
-            let bind = config::workspace_bind(&self.config, request);
-            if bind.starts_with(&config::workspace_volume_name(id)) {
-                self.create_volume(docker, config::workspace_volume_name(id), id)
-                    .await?;
-            }
-            binds.push(bind);
-            if request.runtime == "claude-code" {
-                let sessions = claude_sessions_volume_name(id);
-                let reset = request.env.get("WORKSPACE_RESET_SESSION").is_some_and(|v| {
-                    matches!(
-                        v.expose().trim(),
-                        "1" | "true" | "TRUE" | "True" | "t" | "T"
-                    )
-                });
-                if reset
-                    && let Err(e) = docker
-                        .remove_volume(&sessions, Some(RemoveVolumeOptions { force: true }))
-                        .await
-                    && !is_not_found(&e)
-                {
-                    tracing::warn!(workspace = %id, error = %e, "docker: cannot reset the session volume");
+        let volumes = async {
+            self.create_volume(docker, config_volume_name(id), id)
+                .await?;
+            let mut binds = vec![format!("{}:/configs", config_volume_name(id))];
+            if request.tier != Tier::Sandboxed {
+                let bind = config::workspace_bind(&self.config, request);
+                if bind.starts_with(&config::workspace_volume_name(id)) {
+                    self.create_volume(docker, config::workspace_volume_name(id), id)
+                        .await?;
                 }
-                self.create_volume(docker, sessions.clone(), id).await?;
-                binds.push(format!("{sessions}:/root/.claude/sessions"));
+                binds.push(bind);
+                if request.runtime == "claude-code" {
+                    let sessions = claude_sessions_volume_name(id);
+                    let reset = request.env.get("WORKSPACE_RESET_SESSION").is_some_and(|v| {
+                        matches!(
+                            v.expose().trim(),
+                            "1" | "true" | "TRUE" | "True" | "t" | "T"
+                        )
+                    });
+                    if reset
+                        && let Err(e) = docker
+                            .remove_volume(&sessions, Some(RemoveVolumeOptions { force: true }))
+                            .await
+                        && !is_not_found(&e)
+                    {
+                        tracing::warn!(workspace = %id, error = %e, "docker: cannot reset the session volume");
+                    }
+                    self.create_volume(docker, sessions.clone(), id).await?;
+                    binds.push(format!("{sessions}:/root/.claude/sessions"));
+                }
             }
-        }
+            Ok(binds)
+        };
+        let binds = step(progress, Step::Volume, volumes).await?;
         let tier = config::tier_settings(&self.config, request.tier, id, binds);
 
         let port = format!("{AGENT_PORT}/tcp");
@@ -134,7 +138,40 @@ impl DockerProvisioner {
         } else {
             config::runtime_tag(&image)
         };
-        self.ensure_image(docker, &image, &runtime_hint).await?;
+        step(
+            progress,
+            Step::Image,
+            self.ensure_image(docker, &image, &runtime_hint),
+        )
+        .await?;
+        let container = self.create_and_start(docker, request, &name, &image, &runtime_hint, body);
+        step(progress, Step::Container, container).await?;
+        let url = if tier.host_network {
+            config::host_network_url()
+        } else {
+            self.agent_url(docker, id).await
+        };
+        tracing::info!(workspace = %id, container = %name, %image, url = %url, "docker: workspace started");
+        // The container id is not an instance id: a non-empty instance id means EC2 to the
+        // server (terminal and file access choose the EIC path by it).
+        Ok(Started {
+            agent_url: Some(url),
+            instance_id: None,
+        })
+    }
+
+    /// Creates the container, writes the credentials into `/configs`, starts it.
+    async fn create_and_start(
+        &self,
+        docker: &Docker,
+        request: &ProvisionRequest,
+        name: &str,
+        image: &str,
+        runtime_hint: &str,
+        body: ContainerCreateBody,
+    ) -> Result<(), ProvisionError> {
+        let id = request.workspace_id;
+        let name = name.to_owned();
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             platform: self.config.platform.clone().unwrap_or_default(),
@@ -145,8 +182,8 @@ impl DockerProvisioner {
             .map_err(|e| {
                 if status(&e) == Some(404) {
                     ProvisionError::ImageNotFound {
-                        image: image.clone(),
-                        runtime: runtime_hint.clone(),
+                        image: image.to_owned(),
+                        runtime: runtime_hint.to_owned(),
                         detail: e.to_string(),
                     }
                 } else {
@@ -183,18 +220,7 @@ impl DockerProvisioner {
             let _ = docker.remove_container(&name, Some(force())).await;
             return Err(context(&e, &format!("start {name}")));
         }
-        let url = if tier.host_network {
-            config::host_network_url()
-        } else {
-            self.agent_url(docker, id).await
-        };
-        tracing::info!(workspace = %id, container = %name, %image, url = %url, "docker: workspace started");
-        // The container id is not an instance id: a non-empty instance id means EC2 to the
-        // server (terminal and file access choose the EIC path by it).
-        Ok(Started {
-            agent_url: Some(url),
-            instance_id: None,
-        })
+        Ok(())
     }
 
     /// Uploads the request's config files into the created container's `/configs`, owned by

@@ -8,6 +8,7 @@
 mod access;
 mod images;
 mod operations;
+pub(crate) mod progress;
 mod provision;
 mod restart;
 pub mod sweeps;

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use molecule_domain::{EventType, RelPath, Tier, WorkspaceId, WorkspaceStatus};
+use molecule_provisioner_api::progress::{Step, StepStatus};
 use molecule_provisioner_api::{ProvisionRequest, SecretValue};
 use molecule_store::{StatusChange, Workspace};
 use serde_json::{Value, json};
 
-use super::{Lifecycle, NO_BACKEND};
+use super::{Lifecycle, NO_BACKEND, progress};
 
 /// The reason stored when the backend refuses to start a workspace (backend text is only
 /// logged).
@@ -48,6 +49,7 @@ impl Lifecycle {
     }
 
     /// Provisions under the caller's lock, with `files` for the config root.
+    #[tracing::instrument(name = "workspace.provision", skip(self, files), fields(workspace = %id))]
     pub(crate) async fn provision_locked(&self, id: WorkspaceId, files: Vec<(RelPath, Vec<u8>)>) {
         let store = &self.inner.store;
         let ws = match store.workspaces().get(id).await {
@@ -75,7 +77,19 @@ impl Lifecycle {
             }
         };
         let starting = self.starting(id);
-        let outcome = backend.start(&request).await;
+        let reporter = progress::EventProgress::start(self.inner.events.clone(), id);
+        let outcome = backend.start_with_progress(&request, &reporter).await;
+        reporter.finish().await;
+        if outcome.is_ok() {
+            // Before the start is over: a registration waiting for it reports after this.
+            progress::emit(
+                &self.inner.events,
+                id,
+                Step::Registration,
+                StepStatus::Started,
+            )
+            .await;
+        }
         match outcome {
             Ok(started) => {
                 let workspaces = store.workspaces();

@@ -8,6 +8,8 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod security_headers;
 mod settings;
+pub mod tenant_guard;
+pub mod trace;
 
 pub use settings::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, HttpSettings, ROUTE_BODY_LIMITS,

@@ -1,5 +1,5 @@
 //! The settings of the HTTP pipeline: CORS origins, the global rate limit, body limits and the
-//! body read timeout.
+//! body read timeout, the tenant's org id.
 
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ pub struct HttpSettings {
     pub route_body_limits: Vec<RouteBodyLimit>,
     /// How long a request's body may take to arrive, from its headers.
     pub body_read_timeout: Duration,
+    /// The tenant's org id (`MOLECULE_ORG_ID`): when set, the tenant guard is on.
+    pub tenant_org_id: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -64,6 +66,7 @@ impl Default for HttpSettings {
                 })
                 .collect(),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            tenant_org_id: None,
         }
     }
 }

@@ -153,9 +153,12 @@ pub(crate) async fn proxy(
         log: true,
     };
     let proxy = state.a2a.clone();
-    let reply = tokio::spawn(async move { proxy.send(message).await })
-        .await
-        .or_internal("a2a delivery failed")?;
+    // Detached from the request (a disconnect does not cancel it), still in its trace.
+    let reply = tokio::spawn(tracing::Instrument::in_current_span(async move {
+        proxy.send(message).await
+    }))
+    .await
+    .or_internal("a2a delivery failed")?;
     Ok(respond(reply))
 }
 

@@ -166,7 +166,16 @@ pub(crate) async fn register(
         )
         .await
     {
-        Ok(_) => {
+        Ok(change) => {
+            if change.from == Provisioning {
+                crate::lifecycle::progress::emit(
+                    &state.events,
+                    id,
+                    crate::lifecycle::progress::Step::Registration,
+                    crate::lifecycle::progress::StepStatus::Done,
+                )
+                .await;
+            }
             state
                 .events
                 .emit(

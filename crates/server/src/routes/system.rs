@@ -73,9 +73,14 @@ pub(crate) async fn probe_marker() -> Response {
 }
 
 /// The fallback: a path with a trailing slash whose slash-less form is a route for this method
-/// is redirected there (301 for GET, 307 otherwise, the query kept); anything else is the
-/// plain-text 404. `probe` is the router with [`probe_marker`] as its route layer.
-pub(crate) async fn fallback(probe: axum::Router, request: Request) -> Response {
+/// is redirected there (301 for GET, 307 otherwise, the query kept); anything else goes to the
+/// canvas proxy when there is one, else is the plain-text 404. `probe` is the router with
+/// [`probe_marker`] as its route layer.
+pub(crate) async fn fallback(
+    probe: axum::Router,
+    canvas: Option<std::sync::Arc<crate::canvas_proxy::CanvasProxy>>,
+    request: Request,
+) -> Response {
     use tower::ServiceExt;
 
     let path = request.uri().path().to_owned();
@@ -102,5 +107,8 @@ pub(crate) async fn fallback(probe: axum::Router, request: Request) -> Response 
             return (status, [(header::LOCATION, location)]).into_response();
         }
     }
-    not_found(request).await
+    match canvas {
+        Some(canvas) => canvas.forward(request).await,
+        None => not_found(request).await,
+    }
 }

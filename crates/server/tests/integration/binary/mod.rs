@@ -3,6 +3,7 @@
 //! the harness that runs the binary and reads its log.
 
 mod crash;
+mod healthcheck;
 mod refusals;
 mod startup;
 mod state;

@@ -3,7 +3,7 @@
 //! inbound secret and stores files under a temporary directory), the 50 MiB cap, the
 //! download path checks (before any database access), and the 422/503/502 answers.
 
-mod agent;
+pub(crate) mod agent;
 
 use molecule_domain::{DeliveryMode, WorkspaceId};
 use molecule_store::WorkspaceUpdate;

@@ -10,6 +10,7 @@
 
 mod containers;
 mod files;
+mod image;
 mod lifecycle;
 mod org;
 mod templates;

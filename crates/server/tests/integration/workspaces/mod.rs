@@ -4,6 +4,7 @@
 
 mod create;
 mod lifecycle;
+mod progress;
 mod registry;
 mod routes;
 mod teams;

@@ -3,26 +3,20 @@
 //! `openapi-spec-validator` (pinned in `tests/openapi/requirements.txt`; without it this test
 //! fails, never skips: `cargo xtask ci` installs it).
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use molecule_server::openapi::{document_path, path_params};
 use molecule_server::{Guard, ROUTES};
 use molecule_store::testing::TestStore;
 use serde_json::Value;
 
 use crate::common::TestServer;
+use crate::common::python::PythonDir;
 
-const INSTALL_HINT: &str = "the OpenAPI test needs python3 with the pins of \
+const PYTHON: PythonDir = PythonDir {
+    dir: "openapi",
+    install_hint: "the OpenAPI test needs python3 with the pins of \
      crates/server/tests/openapi/requirements.txt: run `cargo xtask ci` or \
-     `python3 -m pip install -r crates/server/tests/openapi/requirements.txt`";
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/openapi")
-        .join(name)
-}
+     `python3 -m pip install -r crates/server/tests/openapi/requirements.txt`",
+};
 
 async fn served_document() -> Value {
     let s = TestServer::strict(TestStore::sqlite().await).await;
@@ -130,34 +124,10 @@ async fn a_missing_route_is_reported() {
 #[tokio::test]
 async fn document_validates_as_openapi_3_1() {
     let doc = served_document().await;
-    let out = tokio::task::spawn_blocking(move || {
-        let check = Command::new("python3")
-            .arg(script("../python_pins.py"))
-            .arg(script(""))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL_HINT}"));
-        assert!(
-            check.status.success(),
-            "{}\n{INSTALL_HINT}",
-            String::from_utf8_lossy(&check.stdout)
-        );
-        let mut child = Command::new("python3")
-            .arg(script("validate.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+    let out =
+        tokio::task::spawn_blocking(move || PYTHON.run("validate.py", doc.to_string().as_bytes()))
+            .await
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(doc.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
     assert!(
         out.status.success(),
         "the document does not validate:\n{}{}",

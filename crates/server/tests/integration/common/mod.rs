@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod backend;
+pub mod python;
 pub mod wait;
 
 use std::future::Future;

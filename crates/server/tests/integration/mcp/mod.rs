@@ -6,16 +6,13 @@
 //! Python 3 with the pinned SDK is required: without it these tests fail (never skip).
 //! `cargo xtask ci` installs it (step `mcp (Python MCP SDK)`).
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use molecule_domain::WorkspaceId;
 use molecule_store::on_both_backends;
 use molecule_store::testing::TestStore;
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
+use crate::common::python::PythonDir;
 
 mod delegation;
 
@@ -27,44 +24,18 @@ on_both_backends!(
     legacy_stream_names_the_endpoint,
 );
 
-const INSTALL_HINT: &str = "the MCP tests need python3 with the pins of \
+const PYTHON: PythonDir = PythonDir {
+    dir: "mcp_sdk",
+    install_hint: "the MCP tests need python3 with the pins of \
      crates/server/tests/mcp_sdk/requirements.txt: run `cargo xtask ci` (its step \
      `mcp (Python MCP SDK)` installs them) or \
-     `python3 -m pip install -r crates/server/tests/mcp_sdk/requirements.txt`";
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/mcp_sdk")
-        .join(name)
-}
+     `python3 -m pip install -r crates/server/tests/mcp_sdk/requirements.txt`",
+};
 
 /// Runs `client.py` with `plan` on stdin; answers its report.
 pub(super) async fn sdk_client(plan: Value) -> Value {
     tokio::task::spawn_blocking(move || {
-        let check = Command::new("python3")
-            .arg(script("../python_pins.py"))
-            .arg(script(""))
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {INSTALL_HINT}"));
-        assert!(
-            check.status.success(),
-            "{}\n{INSTALL_HINT}",
-            String::from_utf8_lossy(&check.stdout)
-        );
-        let mut child = Command::new("python3")
-            .arg(script("client.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(plan.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = PYTHON.run("client.py", plan.to_string().as_bytes());
         assert!(
             out.status.success(),
             "client.py failed: {}{}",

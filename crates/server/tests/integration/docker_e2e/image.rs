@@ -154,7 +154,12 @@ async fn call(
 async fn the_server_image_runs_workspaces_on_the_docker_backend() {
     let _serial = SERIAL.lock().await;
     let (deployment, base) = deploy();
-    let http = reqwest::Client::new();
+    // A fresh connection per request: a kept-alive one can be closed by the server's idle
+    // timeout while the test waits for the health check, and a POST on it is not retried.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
 
     // Not root, data in the volume, HEALTHCHECK by the binary itself.
     assert_eq!(inspect(SERVER_IMAGE, "{{.Config.User}}"), "65532:65532");

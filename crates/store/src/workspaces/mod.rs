@@ -49,10 +49,21 @@ impl<'a> Workspaces<'a> {
             return Ok(Some(cached));
         }
         let ticket = self.hot.registry.ticket();
+        // A heartbeat not yet committed when the read begins may be committed by the time it
+        // ends, or not: the newest one seen before or after the read is applied unless the
+        // row already holds a later one.
+        let before = self.hot.behind.pending_heartbeat(id);
         let Some(mut workspace) = self.get_now(id).await? else {
             return Ok(None);
         };
-        if let Some((hb, at)) = self.hot.behind.pending_heartbeat(id) {
+        let after = self.hot.behind.pending_heartbeat(id);
+        let newest = [before, after]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(_, at)| *at);
+        if let Some((hb, at)) = newest
+            && workspace.last_heartbeat_at.is_none_or(|stored| stored < at)
+        {
             overlay(&mut workspace, &hb, at);
         }
         let inbound_secret = self.inbound_secret(id).await?;

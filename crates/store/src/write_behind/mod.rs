@@ -99,6 +99,9 @@ pub(crate) struct WriteBehind {
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Item>>,
     room: Arc<Semaphore>,
     coalesced: Mutex<Coalesced>,
+    /// The heartbeats of the flush being written: taken from `coalesced` and not yet
+    /// committed. Locked after `coalesced` when both are held.
+    writing: Mutex<HashMap<WorkspaceId, (Heartbeat, OffsetDateTime)>>,
     wake: Notify,
     hook: Mutex<Option<ActivityHook>>,
     settings: WriteBehindSettings,
@@ -126,6 +129,7 @@ impl WriteBehind {
             rx: tokio::sync::Mutex::new(rx),
             room: Arc::new(Semaphore::new(settings.buffer)),
             coalesced: Mutex::new(Coalesced::default()),
+            writing: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             hook: Mutex::new(None),
             settings,
@@ -163,9 +167,28 @@ impl WriteBehind {
         });
     }
 
-    /// The heartbeat of `id` accepted and not yet written, if any.
+    /// The latest heartbeat of `id` accepted and not yet committed, if any: waiting for the
+    /// next flush, else being written by this one.
     pub(crate) fn pending_heartbeat(&self, id: WorkspaceId) -> Option<(Heartbeat, OffsetDateTime)> {
-        self.coalesced.lock().heartbeats.get(&id).cloned()
+        let coalesced = self.coalesced.lock();
+        if let Some(waiting) = coalesced.heartbeats.get(&id) {
+            return Some(waiting.clone());
+        }
+        self.writing.lock().get(&id).cloned()
+    }
+
+    /// Takes the coalesced values for a flush; their heartbeats stay visible to
+    /// [`WriteBehind::pending_heartbeat`] until [`WriteBehind::written`].
+    fn take_coalesced(&self) -> Coalesced {
+        let mut coalesced = self.coalesced.lock();
+        let taken = std::mem::take(&mut *coalesced);
+        self.writing.lock().clone_from(&taken.heartbeats);
+        taken
+    }
+
+    /// The flush's transaction is over (committed or failed).
+    fn written(&self) {
+        self.writing.lock().clear();
     }
 
     /// Records that `id` did work now (`last_activity_at`).
@@ -282,7 +305,7 @@ impl WriteBehind {
     /// Commits one batch with the coalesced values, then runs the hook, frees the room and
     /// answers the barriers.
     async fn flush(&self, db: &Pool, batch: Batch) {
-        let coalesced = std::mem::take(&mut *self.coalesced.lock());
+        let coalesced = self.take_coalesced();
         if batch.rows.is_empty() && coalesced.is_empty() {
             *self.last_flush.lock() = Some(OffsetDateTime::now_utc());
             batch.answer();
@@ -290,6 +313,7 @@ impl WriteBehind {
         }
         let rows: Vec<&ActivityRow> = batch.rows.iter().map(|(row, _)| &**row).collect();
         let stored = flush::write(db, &rows, &coalesced).await;
+        self.written();
         let hook = self.hook.lock().clone();
         if let Some(hook) = hook {
             for row in rows.iter().filter(|r| stored.contains(&r.id)) {

@@ -215,3 +215,57 @@ async fn sqlite_reads_do_not_wait_behind_a_write() {
     sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
     blocked.await.unwrap().unwrap();
 }
+
+/// A heartbeat the group-commit writer has taken for its flush but not yet committed is
+/// still what the hot path reads: a row lock held by another connection stops the flush
+/// half-way (its `UPDATE` waits, seen in `pg_stat_activity`), and a read of the row, which
+/// the lock does not block, must not show the workspace as it was before the heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_being_flushed_is_not_lost_to_a_read() {
+    let a = TestStore::postgres().await;
+    let no_cache = a
+        .replica(StoreSettings {
+            cache_ttl: Duration::ZERO,
+            ..StoreSettings::default()
+        })
+        .await;
+    let ws = named(&a, "busy").await;
+    let mut lock = sqlx::PgConnection::connect(a.url()).await.unwrap();
+    let mut held = lock.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE")
+        .bind(ws.id.to_string().parse::<uuid::Uuid>().unwrap())
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    let beat = molecule_store::Heartbeat {
+        active_tasks: 3,
+        ..molecule_store::Heartbeat::default()
+    };
+    let workspaces = no_cache.workspaces();
+    workspaces
+        .record_heartbeat(ws.id, &beat)
+        .await
+        .unwrap()
+        .unwrap();
+    until("the flush waits on the row lock", || async {
+        a.query_i64(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE 'UPDATE workspaces SET last_heartbeat_at%'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let read = workspaces.routing(ws.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.workspace.active_tasks, 3,
+        "the heartbeat being written"
+    );
+
+    held.rollback().await.unwrap();
+    let stored = no_cache.workspaces().get(ws.id).await.unwrap().unwrap();
+    assert_eq!(stored.active_tasks, 3);
+    let read = workspaces.routing(ws.id).await.unwrap().unwrap();
+    assert_eq!(read.workspace.active_tasks, 3, "the heartbeat written");
+}

@@ -38,6 +38,7 @@ fn compose_config(file: &str, env: &[(&str, &str)]) -> (bool, String) {
     for name in [
         "MOLECULE_BIND",
         "MOLECULE_PORT",
+        "MOLECULE_NETWORK",
         "MOLECULE_WORKSPACE_IMAGE",
         "POSTGRES_IMAGE",
     ] {

@@ -8,7 +8,9 @@
 //! managed container of the daemon, so a concurrent test's containers (whose rows live in
 //! another test database) would look like orphans.
 
+mod compose;
 mod containers;
+mod deployed;
 mod files;
 mod image;
 mod lifecycle;

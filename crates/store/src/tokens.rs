@@ -98,6 +98,12 @@ pub(crate) const REVOKE_ALL: Sql = Sql::same(
      WHERE workspace_id = $1 AND revoked_at IS NULL",
 );
 
+/// Inserts a live token: id, workspace, hash, prefix, creation time.
+const INSERT_TOKEN: Sql = Sql::same(
+    "INSERT INTO workspace_auth_tokens (id, workspace_id, token_hash, prefix, created_at) \
+     VALUES ($1, $2, $3, $4, $5)",
+);
+
 /// The bootstrap token of the workspace `$1` whose hash is `$2`, unexpired at the time `$3`.
 const BOOTSTRAP_MATCH: &str = "workspace_id = $1 AND token_hash = $2 AND expires_at > $3";
 
@@ -117,12 +123,8 @@ impl<'a> WorkspaceTokens<'a> {
     pub async fn issue(&self, workspace_id: WorkspaceId) -> Result<IssuedToken, StoreError> {
         let token = PlainToken(random_token()?);
         let id = Uuid::new_v4();
-        let sql = Sql::same(
-            "INSERT INTO workspace_auth_tokens (id, workspace_id, token_hash, prefix, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        );
         db_query!(
-            self.db.exec(), query, sql,
+            self.db.exec(), query, INSERT_TOKEN,
             DbUuid(id),
             DbUuid::from(workspace_id),
             token.hash(),
@@ -130,6 +132,36 @@ impl<'a> WorkspaceTokens<'a> {
             DbTime::now();
             execute
         )?;
+        Ok(IssuedToken {
+            id,
+            workspace_id,
+            token,
+        })
+    }
+
+    /// Replaces every live token of a workspace by one new token, in one transaction: on a
+    /// failure the old tokens stay live and no new one exists.
+    pub async fn rotate(&self, workspace_id: WorkspaceId) -> Result<IssuedToken, StoreError> {
+        let token = PlainToken(random_token()?);
+        let id = Uuid::new_v4();
+        let now = DbTime::now();
+        let mut tx = self.db.begin().await?;
+        db_query!(
+            tx.exec(), query, REVOKE_ALL,
+            DbUuid::from(workspace_id), now;
+            execute
+        )?;
+        db_query!(
+            tx.exec(), query, INSERT_TOKEN,
+            DbUuid(id),
+            DbUuid::from(workspace_id),
+            token.hash(),
+            token.prefix().to_owned(),
+            now;
+            execute
+        )?;
+        tx.commit().await?;
+        self.hot.registry.forget_tokens_of(workspace_id);
         Ok(IssuedToken {
             id,
             workspace_id,

@@ -116,6 +116,11 @@ pub struct Config {
     #[arg(long, env = "PLATFORM_URL")]
     pub platform_url: Option<String>,
 
+    /// The platform's public URL, shown to external agents in their `connection` block;
+    /// unset: the request's `X-Forwarded-Proto`/`X-Forwarded-Host`, else `Host`.
+    #[arg(long, env = "EXTERNAL_PLATFORM_URL")]
+    pub external_platform_url: Option<String>,
+
     /// Where workspaces run: `docker`, `ec2` or `none`; unset: Docker when its daemon answers,
     /// else none (only external workspaces).
     #[arg(long, env = "MOLECULE_BACKEND")]
@@ -439,13 +444,19 @@ impl Config {
     }
 
     /// The settings of the HTTP pipeline (`CORS_ORIGINS`, `RATE_LIMIT`,
-    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`, `MOLECULE_ORG_ID`; the rest at their defaults).
+    /// `MOLECULE_BODY_READ_TIMEOUT_SECONDS`, `MOLECULE_ORG_ID`, `EXTERNAL_PLATFORM_URL`; the rest
+    /// at their defaults).
     pub fn http_settings(&self) -> crate::middleware::HttpSettings {
         crate::middleware::HttpSettings {
             cors_origins: crate::middleware::cors::parse_origins(&self.cors_origins),
             rate_limit: self.rate_limit(),
             body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds),
             tenant_org_id: self.org_id.clone(),
+            external_platform_url: self
+                .external_platform_url
+                .as_deref()
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
             ..crate::middleware::HttpSettings::default()
         }
     }

@@ -44,6 +44,8 @@ pub struct HttpSettings {
     pub body_read_timeout: Duration,
     /// The tenant's org id (`MOLECULE_ORG_ID`): when set, the tenant guard is on.
     pub tenant_org_id: Option<String>,
+    /// The platform's public URL for external agents (`EXTERNAL_PLATFORM_URL`), no trailing `/`.
+    pub external_platform_url: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -67,6 +69,7 @@ impl Default for HttpSettings {
                 .collect(),
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             tenant_org_id: None,
+            external_platform_url: None,
         }
     }
 }

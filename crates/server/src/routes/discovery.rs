@@ -81,7 +81,7 @@ pub(crate) async fn discover(
     // reach it through the platform's A2A endpoint, which queues for it.
     if live && (ws.delivery_mode == DeliveryMode::Poll || peer_url(&ws, true).is_none()) {
         let base = if caller_external {
-            super::request_origin(&headers)
+            super::request_origin(&state.http, &headers)
         } else {
             state
                 .lifecycle

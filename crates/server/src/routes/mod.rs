@@ -39,14 +39,39 @@ pub(crate) mod workspaces;
 mod body;
 mod views;
 
-/// The URL the caller reached this server at, from the request's `Host` (what an external
-/// agent on the caller's side of the network can use).
-pub(crate) fn request_origin(headers: &axum::http::HeaderMap) -> String {
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
+/// The URL the caller reached this server at: `EXTERNAL_PLATFORM_URL` when set, else the
+/// request's `X-Forwarded-Proto` (`http` or `https`, else `http`) and `X-Forwarded-Host`, else
+/// `Host` (what an external agent on the caller's side of the network can use). A host that
+/// is not a plain host name or address with an optional port is not echoed.
+pub(crate) fn request_origin(
+    http: &crate::middleware::HttpSettings,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    if let Some(url) = &http.external_platform_url {
+        return url.clone();
+    }
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let plain_host = |h: &&str| {
+        h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    };
+    let proto = match first("x-forwarded-proto").map(str::to_ascii_lowercase) {
+        Some(p) if p == "https" => "https",
+        _ => "http",
+    };
+    let host = first("x-forwarded-host")
+        .filter(plain_host)
+        .or_else(|| first("host").filter(plain_host))
         .unwrap_or("localhost");
-    format!("http://{}", host.trim_end_matches('/'))
+    format!("{proto}://{host}")
 }
 
 /// The workspace `id` when it exists and is not removed; else 404 `workspace not found`. A

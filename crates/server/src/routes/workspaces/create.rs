@@ -431,29 +431,9 @@ async fn create_external(
             "id": ws.id,
             "external": true,
             "status": status,
-            "connection": connection(headers, &ws, &token),
+            "connection": super::external::connection(state, headers, &ws, &token),
         }),
     ))
-}
-
-/// The `connection` block of an external workspace's create answer.
-fn connection(headers: &HeaderMap, ws: &molecule_store::Workspace, token: &str) -> Value {
-    let platform = crate::routes::request_origin(headers);
-    let id = ws.id;
-    let curl = format!(
-        "curl -X POST {platform}/registry/register -H 'Authorization: Bearer {{{{AUTH_TOKEN}}}}' \
-         -H 'Content-Type: application/json' -d '{{\"id\":\"{id}\",\"url\":\"<your agent URL>\",\
-         \"agent_card\":{{\"name\":\"{name}\"}}}}'",
-        name = ws.name
-    );
-    json!({
-        "workspace_id": id,
-        "platform_url": platform,
-        "auth_token": token,
-        "registry_endpoint": format!("{platform}/registry/register"),
-        "heartbeat_endpoint": format!("{platform}/registry/heartbeat"),
-        "curl_register_template": curl,
-    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! in for a backend.
 
 mod create;
+mod external;
 mod lifecycle;
 mod progress;
 mod registry;

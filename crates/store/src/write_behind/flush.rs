@@ -98,11 +98,23 @@ macro_rules! bind_row {
 }
 
 /// Inserts the rows in multi-row statements.
+///
+/// On SQLite the placeholders are anonymous (`?`): sqlx looks up the name of every numbered
+/// parameter with `sqlite3_bind_parameter_name`, which scans the statement's parameter list,
+/// so numbered ones cost time quadratic in the binds (it was most of the writer's CPU under
+/// the A2A bench); anonymous ones have no name to look up.
 async fn insert(tx: &mut Tx, rows: &[&ActivityRow]) -> Result<(), StoreError> {
     // PostgreSQL allows 65 535 binds, SQLite 32 766: 1 000 rows fit both.
+    let anonymous = matches!(tx.exec(), Db::Sqlite(_));
     for chunk in rows.chunks(1000) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(i * BINDS_PER_ROW)))
+            .map(|i| {
+                if anonymous {
+                    format!("({})", ["?"; BINDS_PER_ROW].join(", "))
+                } else {
+                    format!("({})", placeholders(i * BINDS_PER_ROW))
+                }
+            })
             .collect();
         let sql = format!(
             "INSERT INTO activity_logs ({COLUMNS}) VALUES {}",

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use molecule_domain::WorkspaceId;
 
-use super::deployed::{ADMIN, Started, inspect, require_images, serves_a_workspace};
-use super::{IMAGE, SERIAL, docker_cli};
+use super::deployed::{ADMIN, Network, inspect, require_images, serves_a_workspace};
+use super::{Cleanup, IMAGE, SERIAL, docker_cli};
 
 /// One compose project of `docker-compose.yml`, with the settings an operator's `.env` gives.
 struct Project {
@@ -66,16 +66,6 @@ impl Drop for Project {
     }
 }
 
-/// The deployment's network, removed after the workspaces once the project is down (compose
-/// leaves a network that containers outside the project were attached to).
-struct Network(String);
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = docker_cli(&["network", "rm", &self.0]);
-    }
-}
-
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -90,7 +80,7 @@ async fn the_sqlite_compose_file_runs_workspaces_on_the_docker_backend() {
     require_images();
     let suffix = WorkspaceId::new().short();
     let network = Network(format!("molecule-rs-compose-e2e-net-{suffix}"));
-    let started = Started::default();
+    let started = Cleanup::default();
     let project = Project {
         name: format!("molecule-rs-compose-e2e-{suffix}"),
         network: network.0.clone(),

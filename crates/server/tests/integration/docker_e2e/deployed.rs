@@ -4,10 +4,10 @@
 //! online on the deployment's network and answers A2A through it, delete removes it.
 
 use molecule_domain::WorkspaceId;
-use molecule_provisioner_api::names::{config_volume_name, container_name};
+use molecule_provisioner_api::names::container_name;
 use serde_json::{Value, json};
 
-use super::{IMAGE, container, docker_cli};
+use super::{Cleanup, IMAGE, container, docker_cli};
 use crate::common::eventually;
 
 /// The server image `cargo xtask image server` builds.
@@ -39,29 +39,14 @@ pub(super) fn inspect(what: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The workspaces a deployment started, whose containers and volumes are removed on drop
-/// (drop the deployment's server first, so that nothing restarts them).
-#[derive(Default)]
-pub(super) struct Started(std::sync::Mutex<Vec<WorkspaceId>>);
+/// A deployment's Docker network, removed on drop (declare it first: after the server and
+/// the workspaces attached to it are gone; compose leaves a network that containers outside
+/// its project were attached to).
+pub(super) struct Network(pub(super) String);
 
-impl Started {
-    fn push(&self, id: WorkspaceId) {
-        self.0.lock().unwrap().push(id);
-    }
-}
-
-impl Drop for Started {
+impl Drop for Network {
     fn drop(&mut self) {
-        for id in self.0.lock().unwrap().iter() {
-            let _ = docker_cli(&["rm", "-f", &container_name(*id)]);
-            let _ = docker_cli(&[
-                "volume",
-                "rm",
-                "-f",
-                &config_volume_name(*id),
-                &format!("ws-{id}-workspace"),
-            ]);
-        }
+        let _ = docker_cli(&["network", "rm", &self.0]);
     }
 }
 
@@ -89,8 +74,9 @@ pub(super) async fn call(
 
 /// The walk: the server at `base` (its container `server`) answers `/health` and turns
 /// healthy by its own `HEALTHCHECK`; a workspace created through it comes online in a
-/// container on `network`; an A2A message through the server reaches it; delete removes it.
-pub(super) async fn serves_a_workspace(base: &str, server: &str, network: &str, started: &Started) {
+/// container on `network` (added to `started`, whose drop removes it: drop the deployment's
+/// server first, so that nothing restarts it); an A2A message through the server reaches it; delete removes it.
+pub(super) async fn serves_a_workspace(base: &str, server: &str, network: &str, started: &Cleanup) {
     // A fresh connection per request: a kept-alive one can be closed by the server's idle
     // timeout while the test waits for the health check, and a POST on it is not retried.
     let http = reqwest::Client::builder()
@@ -116,7 +102,7 @@ pub(super) async fn serves_a_workspace(base: &str, server: &str, network: &str, 
     .await;
     assert_eq!(status, 201, "{created}");
     let id: WorkspaceId = created["id"].as_str().unwrap().parse().unwrap();
-    started.push(id);
+    started.add(id);
     let row = format!("{base}/workspaces/{id}");
     eventually("the workspace comes online", || async {
         call(&http, "GET", &row, None).await.1["status"] == "online"

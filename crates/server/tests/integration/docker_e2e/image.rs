@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt;
 
 use molecule_domain::WorkspaceId;
 
-use super::deployed::{ADMIN, SERVER_IMAGE, Started, inspect, require_images, serves_a_workspace};
-use super::{IMAGE, SERIAL, docker_cli};
+use super::deployed::{ADMIN, Network, SERVER_IMAGE, inspect, require_images, serves_a_workspace};
+use super::{Cleanup, IMAGE, SERIAL, docker_cli};
 
 /// The server container and its network, removed on drop (even when the test fails), the
 /// server before the workspaces it started.
@@ -31,15 +31,6 @@ impl Drop for Deployment {
             );
         }
         let _ = docker_cli(&["rm", "-f", "-v", &self.name]);
-    }
-}
-
-/// The deployment's network, removed after its workspaces.
-struct Network(String);
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = docker_cli(&["network", "rm", &self.0]);
     }
 }
 
@@ -109,7 +100,7 @@ async fn the_server_image_runs_workspaces_on_the_docker_backend() {
     ));
     let made = docker_cli(&["network", "create", &network.0]);
     assert!(made.status.success(), "{made:?}");
-    let started = Started::default();
+    let started = Cleanup::default();
     let (deployment, base) = deploy(&network.0);
 
     // Not root, data in the volume.

@@ -346,13 +346,14 @@ impl<'a> Queue<'a> {
         )
         .replace("__DELIVERABLE__", &deliverable("$2"))
         .replace("__COLUMNS__", COLUMNS);
-        let mut tx = self.db.begin().await?;
-        let row: Option<Row> = db_query!(
-            tx.exec(), query_as::<Row>, sql, DbUuid::from(ws), DbTime::now();
-            fetch_optional
+        // One statement, atomic on its own (SQLite's single writer; PostgreSQL's row lock,
+        // skipping rows another drain holds): no BEGIN and COMMIT round trips around it. All
+        // of its rows are read (at most one) so that the statement ends and commits here.
+        let rows: Vec<Row> = db_query!(
+            self.db.exec(), query_as::<Row>, sql, DbUuid::from(ws), DbTime::now();
+            fetch_all
         )?;
-        tx.commit().await?;
-        Ok(row.map(Into::into))
+        Ok(rows.into_iter().next().map(Into::into))
     }
 
     /// Marks a `dispatched` row delivered, keeping the answer if one is given; `false` if the

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use molecule_domain::WorkspaceId;
 
 use super::deployed::{ADMIN, Network, inspect, require_images, serves_a_workspace};
-use super::{Cleanup, IMAGE, SERIAL, docker_cli};
+use super::{Cleanup, IMAGE, SERIAL};
 
 /// One compose project of `docker-compose.yml`, with the settings an operator's `.env` gives.
 struct Project {

@@ -90,7 +90,7 @@ pub(crate) async fn deliver(
     }
     shared.store.workspaces().touch_activity(ws.id);
     let limits = Limits {
-        idle: shared.settings.idle_timeout,
+        idle: shared.idle_timeout_for(ws.id),
         // A deadline beyond what an `Instant` can hold is no deadline (never a panic).
         deadline: deadline.and_then(|d| Instant::now().checked_add(d)),
     };

@@ -36,3 +36,4 @@ pub use proxy::Proxy;
 pub use reply::{Body, Reply};
 pub use send::Message;
 pub use settings::Settings;
+pub use shared::Overrides;

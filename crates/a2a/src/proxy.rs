@@ -47,9 +47,10 @@ impl Proxy {
         )
     }
 
-    /// Records the capabilities a workspace declared in a heartbeat (none: forgets them).
-    pub fn set_capabilities(&self, id: WorkspaceId, capabilities: Vec<String>) {
-        self.inner.set_capabilities(id, capabilities);
+    /// Records what a workspace declared in a heartbeat (capabilities, idle timeout),
+    /// replacing what it declared before.
+    pub fn set_overrides(&self, id: WorkspaceId, overrides: crate::Overrides) {
+        self.inner.set_overrides(id, overrides);
     }
 
     /// Whether a workspace declared `capability` in its last heartbeat.

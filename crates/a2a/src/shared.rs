@@ -16,6 +16,17 @@ use crate::settings::Settings;
 use crate::ssrf::vetted_client_builder;
 use crate::usage::Recorder;
 
+/// What a workspace's runtime declares in its heartbeats (`runtime_metadata`, lifecycle.md
+/// §9.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The capabilities it declared on (`session`, `status_mgmt`, `scheduler`, …).
+    pub capabilities: Vec<String>,
+    /// How long a delivery to it may go without any event of it before it is cancelled
+    /// (`idle_timeout_seconds` when positive).
+    pub idle_timeout: Option<Duration>,
+}
+
 /// The proxy's state, behind the `Arc` of every [`crate::Proxy`] clone.
 pub(crate) struct Shared {
     pub(crate) store: Store,
@@ -25,9 +36,9 @@ pub(crate) struct Shared {
     /// name, whose resolver admits the private addresses of the Docker network.
     network_client: Option<reqwest::Client>,
     pub(crate) settings: Settings,
-    /// The capabilities each workspace declared in its last heartbeat (in memory, as the
-    /// reference keeps them; a restart forgets them until the next heartbeat).
-    capabilities: Mutex<HashMap<WorkspaceId, Vec<String>>>,
+    /// What each workspace declared in its last heartbeat (in memory, as the reference keeps
+    /// it; a restart forgets it until the next heartbeat).
+    overrides: Mutex<HashMap<WorkspaceId, Overrides>>,
     /// Workspaces whose queue a task of this process is draining, each with "another drain
     /// was asked for meanwhile".
     pub(crate) draining: Mutex<HashMap<WorkspaceId, bool>>,
@@ -61,7 +72,7 @@ impl Shared {
             client,
             network_client,
             settings,
-            capabilities: Mutex::new(HashMap::new()),
+            overrides: Mutex::new(HashMap::new()),
             draining: Mutex::new(HashMap::new()),
             usage: Recorder::new(),
         }
@@ -76,22 +87,33 @@ impl Shared {
         }
     }
 
-    /// Records the capabilities a workspace declared in a heartbeat (none: forgets them).
-    pub(crate) fn set_capabilities(&self, id: WorkspaceId, capabilities: Vec<String>) {
-        let mut all = self.capabilities.lock();
-        if capabilities.is_empty() {
+    /// Records what a workspace declared in a heartbeat, replacing what it declared before
+    /// (nothing: forgets it).
+    pub(crate) fn set_overrides(&self, id: WorkspaceId, overrides: Overrides) {
+        let mut all = self.overrides.lock();
+        if overrides.capabilities.is_empty() && overrides.idle_timeout.is_none() {
             all.remove(&id);
         } else {
-            all.insert(id, capabilities);
+            all.insert(id, overrides);
         }
     }
 
     /// Whether a workspace declared `capability` in its last heartbeat.
     pub(crate) fn has_capability(&self, id: WorkspaceId, capability: &str) -> bool {
-        self.capabilities
+        self.overrides
             .lock()
             .get(&id)
-            .is_some_and(|c| c.iter().any(|x| x == capability))
+            .is_some_and(|o| o.capabilities.iter().any(|x| x == capability))
+    }
+
+    /// The idle timeout of a delivery to `id`: the one its last heartbeat declared, else the
+    /// setting.
+    pub(crate) fn idle_timeout_for(&self, id: WorkspaceId) -> Duration {
+        self.overrides
+            .lock()
+            .get(&id)
+            .and_then(|o| o.idle_timeout)
+            .unwrap_or(self.settings.idle_timeout)
     }
 
     /// Queues an activity row for the group-commit writer; its `ACTIVITY_LOGGED` broadcast

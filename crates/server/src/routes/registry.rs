@@ -286,6 +286,25 @@ pub(crate) struct HeartbeatBody {
 struct RuntimeMetadata {
     #[serde(default)]
     capabilities: std::collections::HashMap<String, bool>,
+    /// Any JSON: only a positive number of seconds means something (a wrong type is ignored,
+    /// never a refused heartbeat).
+    #[serde(default)]
+    idle_timeout_seconds: Option<Value>,
+}
+
+/// The longest idle timeout a heartbeat may declare: a day.
+const MAX_IDLE_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
+
+impl RuntimeMetadata {
+    /// The declared idle timeout: a positive number of seconds (fractions dropped), at most
+    /// [`MAX_IDLE_TIMEOUT_SECONDS`]; anything else is none.
+    fn idle_timeout(&self) -> Option<std::time::Duration> {
+        let seconds = self.idle_timeout_seconds.as_ref()?.as_f64()?;
+        (seconds >= 1.0).then(|| {
+            let whole = seconds.min(MAX_IDLE_TIMEOUT_SECONDS as f64) as u64;
+            std::time::Duration::from_secs(whole)
+        })
+    }
 }
 
 fn clamp_i32(n: i64) -> i32 {
@@ -322,18 +341,20 @@ pub(crate) async fn heartbeat(
         .and_then(|m| m.capabilities.get("status_mgmt").copied())
         .unwrap_or(false);
     evaluate_status(&state, before, &hb, status_mgmt).await;
-    let declared: Vec<String> = hb
+    let overrides = hb
         .runtime_metadata
         .as_ref()
-        .map(|m| {
-            m.capabilities
+        .map(|m| molecule_a2a::Overrides {
+            capabilities: m
+                .capabilities
                 .iter()
                 .filter(|(_, on)| **on)
                 .map(|(name, _)| name.clone())
-                .collect()
+                .collect(),
+            idle_timeout: m.idle_timeout(),
         })
         .unwrap_or_default();
-    state.a2a.set_capabilities(id, declared);
+    state.a2a.set_overrides(id, overrides);
     // A free task slot: deliver what waits in the queue (known from the cache when empty).
     if record.active_tasks < before.max_concurrent_tasks.max(1)
         && state

@@ -2,6 +2,7 @@
 //! [`TestAgent`](crate::common::agent::TestAgent), or the Python A2A SDK's), both databases.
 
 mod delegation;
+mod idle;
 mod proxy;
 mod queue;
 mod replicas;

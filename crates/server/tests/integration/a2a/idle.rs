@@ -9,24 +9,14 @@ use std::time::Duration;
 use molecule_store::testing::TestStore;
 use serde_json::json;
 
-use super::{a2a, message};
+use super::{a2a, message, with_idle_timeout};
 use crate::common::agent::{Answer, TestAgent};
-use crate::common::{Options, TestServer, assert_status};
+use crate::common::assert_status;
 
 molecule_store::on_both_backends!(a_declared_idle_timeout_outlasts_the_setting);
 
 async fn a_declared_idle_timeout_outlasts_the_setting(db: TestStore) {
-    let s = TestServer::start_configured(db, Options::DEV, |st| {
-        st.with_a2a_settings(molecule_a2a::Settings {
-            idle_timeout: Duration::from_millis(300),
-            policy: molecule_a2a::ssrf::UrlPolicy {
-                dev_mode: true,
-                saas: false,
-            },
-            ..Default::default()
-        })
-    })
-    .await;
+    let s = with_idle_timeout(db, Duration::from_millis(300)).await;
     let patient = TestAgent::start().await;
     let plain = TestAgent::start().await;
     let (long, long_token) = s.registered("long", &patient.url, None).await;

@@ -13,6 +13,24 @@ use serde_json::{Value, json};
 
 use crate::common::TestServer;
 
+/// A dev-mode server whose A2A idle timeout is `idle` (a held agent is cut off quickly).
+async fn with_idle_timeout(
+    db: molecule_store::testing::TestStore,
+    idle: std::time::Duration,
+) -> TestServer {
+    TestServer::start_configured(db, crate::common::Options::DEV, |st| {
+        st.with_a2a_settings(molecule_a2a::Settings {
+            idle_timeout: idle,
+            policy: molecule_a2a::ssrf::UrlPolicy {
+                dev_mode: true,
+                saas: false,
+            },
+            ..Default::default()
+        })
+    })
+    .await
+}
+
 /// A reply: status, `Retry-After`, JSON body.
 struct Answered {
     status: u16,

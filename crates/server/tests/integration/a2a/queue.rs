@@ -8,11 +8,9 @@ use molecule_store::QueueStatus;
 use molecule_store::testing::TestStore;
 use serde_json::json;
 
-use super::{a2a, an_hour_ago, message, started_online};
+use super::{a2a, an_hour_ago, message, started_online, with_idle_timeout};
 use crate::common::agent::{Answer, TestAgent};
-use crate::common::{
-    ADMIN, Options, TestServer, assert_error, assert_json, assert_status, eventually,
-};
+use crate::common::{ADMIN, TestServer, assert_error, assert_json, assert_status, eventually};
 
 molecule_store::on_both_backends!(
     a_busy_target_gets_its_messages_once_when_it_frees_up,
@@ -127,17 +125,7 @@ async fn an_agent_that_declines_gets_the_message_later_and_once(db: TestStore) {
 }
 
 async fn a_slow_agent_that_accepted_is_not_sent_the_message_again(db: TestStore) {
-    let s = TestServer::start_configured(db, Options::DEV, |st| {
-        st.with_a2a_settings(molecule_a2a::Settings {
-            idle_timeout: Duration::from_millis(300),
-            policy: molecule_a2a::ssrf::UrlPolicy {
-                dev_mode: true,
-                saas: false,
-            },
-            ..Default::default()
-        })
-    })
-    .await;
+    let s = with_idle_timeout(db, Duration::from_millis(300)).await;
     let agent = TestAgent::start().await;
     let (target, token) = s.registered("slow", &agent.url, None).await;
     agent.answer(Answer::Hold);

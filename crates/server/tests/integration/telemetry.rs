@@ -90,13 +90,35 @@ async fn flush(telemetry: &Telemetry) {
         .unwrap();
 }
 
+/// A local OTLP receiver and this test thread's spans exported to it (until dropped).
+struct Traced {
+    telemetry: Telemetry,
+    received: Received,
+    _receiver: tokio::task::JoinHandle<()>,
+    _subscriber: tracing::subscriber::DefaultGuard,
+}
+
+async fn traced() -> Traced {
+    let (url, received, receiver) = receiver().await;
+    let telemetry = Telemetry::to_endpoint(&format!("{url}/v1/traces")).unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(telemetry.layer())
+        .set_default();
+    Traced {
+        telemetry,
+        received,
+        _receiver: receiver,
+        _subscriber: subscriber,
+    }
+}
+
 /// Flushes until a span `wanted` accepts has been received.
 async fn exported(
-    telemetry: &Telemetry,
-    received: &Received,
+    traced: &Traced,
     what: &str,
     wanted: impl Fn(&Span) -> bool + Copy,
 ) -> (String, Span) {
+    let (telemetry, received) = (&traced.telemetry, &traced.received);
     eventually(what, || async move {
         flush(telemetry).await;
         received.find(wanted).is_some()
@@ -121,11 +143,7 @@ async fn server() -> TestServer {
 
 #[tokio::test]
 async fn an_a2a_call_is_one_trace_that_reaches_the_agent() {
-    let (url, received, _receiver) = receiver().await;
-    let telemetry = Telemetry::to_endpoint(&format!("{url}/v1/traces")).unwrap();
-    let _subscriber = tracing_subscriber::registry()
-        .with(telemetry.layer())
-        .set_default();
+    let traced = traced().await;
     let s = server().await;
     let (id, token) = s.external("traced", None).await;
     let _agent = EchoAgent::start(&s, id, &token).await;
@@ -152,10 +170,8 @@ async fn an_a2a_call_is_one_trace_that_reaches_the_agent() {
     let (trace_id, parent_id) = (fields[1].to_owned(), fields[2].to_owned());
     assert_eq!(fields[3], "01", "sampled: {traceparent}");
 
-    let (service, deliver) = exported(&telemetry, &received, "the a2a.deliver span", |s| {
-        s.name == "a2a.deliver"
-    })
-    .await;
+    let (service, deliver) =
+        exported(&traced, "the a2a.deliver span", |s| s.name == "a2a.deliver").await;
     assert_eq!(service, "molecule-server");
     assert_eq!(
         hex(&deliver.trace_id),
@@ -170,7 +186,7 @@ async fn an_a2a_call_is_one_trace_that_reaches_the_agent() {
     assert_eq!(deliver.kind, SpanKind::Client as i32);
 
     let route = "POST /workspaces/{id}/a2a";
-    let (_, request) = exported(&telemetry, &received, "the HTTP request span", |s| {
+    let (_, request) = exported(&traced, "the HTTP request span", |s| {
         s.name == "POST /workspaces/{id}/a2a"
     })
     .await;
@@ -190,11 +206,7 @@ async fn an_a2a_call_is_one_trace_that_reaches_the_agent() {
 
 #[tokio::test]
 async fn a_callers_traceparent_is_continued() {
-    let (url, received, _receiver) = receiver().await;
-    let telemetry = Telemetry::to_endpoint(&format!("{url}/v1/traces")).unwrap();
-    let _subscriber = tracing_subscriber::registry()
-        .with(telemetry.layer())
-        .set_default();
+    let traced = traced().await;
     let s = server().await;
     let reply = s
         .http
@@ -207,26 +219,19 @@ async fn a_callers_traceparent_is_continued() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
-    let (_, span) = exported(&telemetry, &received, "the GET /health span", |s| {
-        s.name == "GET /health"
-    })
-    .await;
+    let (_, span) = exported(&traced, "the GET /health span", |s| s.name == "GET /health").await;
     assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
 }
 
 #[tokio::test]
 async fn provisioning_is_a_span_with_its_steps() {
-    let (url, received, _receiver) = receiver().await;
-    let telemetry = Telemetry::to_endpoint(&format!("{url}/v1/traces")).unwrap();
-    let _subscriber = tracing_subscriber::registry()
-        .with(telemetry.layer())
-        .set_default();
+    let traced = traced().await;
     let s = server().await;
     let id = s
         .create(json!({"name": "provisioned", "runtime": "langgraph"}))
         .await;
-    let (_, span) = exported(&telemetry, &received, "the workspace.provision span", |s| {
+    let (_, span) = exported(&traced, "the workspace.provision span", |s| {
         s.name == "workspace.provision"
     })
     .await;
